@@ -1,0 +1,3 @@
+from pooldoctor.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,264 @@
+"""The data that flows through the pipeline: measurements in, verdicts out.
+
+Everything here is a frozen dataclass built from plain values, so a subject process can send its
+census to the parent as JSON, verdict rules can be tested with hand-built values, and reporters only
+render. ``to_dict``/``from_dict`` are the wire format between processes and the core of the JSON
+report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+from collections.abc import Mapping
+from typing import Any
+
+
+class Verdict(enum.StrEnum):
+    """What a subject (or the whole project) does to the pool, worst last."""
+
+    SKIPPED = "skipped"
+    CLEAN = "clean"
+    PINNED = "pinned"
+    ERROR = "error"
+    LEAK = "leak"
+
+    @property
+    def rank(self) -> int:
+        return _RANK[self]
+
+
+_RANK = {
+    Verdict.SKIPPED: 0,
+    Verdict.CLEAN: 0,
+    Verdict.PINNED: 1,
+    Verdict.ERROR: 2,
+    Verdict.LEAK: 3,
+}
+
+
+class Severity(enum.StrEnum):
+    INFO = "info"
+    WARNING = "warning"
+    ERROR = "error"
+
+
+class StopReason(enum.StrEnum):
+    """Why a subject process stopped running tasks."""
+
+    DONE = "done"
+    """Every task ran."""
+    EXHAUSTED = "exhausted"
+    """A task waited for a connection while every pool slot was out: it would only have timed out."""
+    HUNG = "hung"
+    """A task did not finish within the per-task time limit."""
+    CRASHED = "crashed"
+    """The subject process died or could not set the subject up."""
+    SKIPPED = "skipped"
+    """The subject cannot run here (for example asgiref lacks the API it uses)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class PoolStats:
+    """psycopg_pool's own accounting, read with ``get_stats()``."""
+
+    min_size: int
+    max_size: int
+    size: int
+    """Connections the pool counts: idle, handed out, or being opened."""
+    available: int
+    """Idle connections in the pool."""
+    waiting: int
+    """Clients waiting for a connection right now."""
+    connections_opened: int
+    """Connections the pool opened since it was created."""
+    timeout: float
+
+    @property
+    def checked_out(self) -> int:
+        """Slots the pool believes are in use by someone."""
+        return self.size - self.available
+
+    @property
+    def free(self) -> int:
+        """Slots a new request could get without waiting."""
+        return self.available + (self.max_size - self.size)
+
+
+@dataclasses.dataclass(frozen=True)
+class ThreadConnection:
+    """One Django connection object of the alias, seen after a task."""
+
+    thread: str
+    """The name of the thread that opened it (Django connections belong to one thread)."""
+    thread_role: str
+    """main thread, process-wide sync_to_async executor, context executor, ..."""
+    thread_alive: bool
+    open: bool
+    checked_out: bool
+    """Taken from the pool (or, without a pool, open) and not given back."""
+    held: bool
+    """Checked out by a thread that is alive and still references it."""
+    transaction: str
+    """libpq's view: idle, active, intrans, inerror or unknown."""
+    autocommit: bool | None
+    held_seconds: float
+    backend_pid: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerView:
+    """The server's own view: pg_stat_activity rows with the subject's application_name."""
+
+    backends: int
+    idle_in_transaction: int
+    pids: tuple[int, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskCensus:
+    """What was measured after one task."""
+
+    index: int
+    kind: str
+    """The probe task's behaviour: ok, raise-after-query, raise-in-atomic, open-transaction."""
+    ok: bool
+    error: str | None
+    """``Type: message`` of the exception the task ended with, if any."""
+    expected_error: bool
+    """The task failed the way the probe meant it to (not with a symptom)."""
+    seconds: float
+    pool: PoolStats | None
+    lost: int
+    """Cumulative: connections given up while still checked out (pool slots, or open server
+    connections without a pool) since the subject started."""
+    held: int
+    """Connections checked out between tasks by live threads."""
+    connections: tuple[ThreadConnection, ...]
+    server: ServerView | None
+
+
+@dataclasses.dataclass(frozen=True)
+class SubjectRun:
+    """Everything a subject process reported: the raw measurement, no judgement yet."""
+
+    subject: str
+    kind: str
+    """``mode`` or ``wrapper``."""
+    description: str
+    stop: StopReason
+    stop_detail: str | None
+    tasks_planned: int
+    census: tuple[TaskCensus, ...]
+    pooled: bool
+    celery_task: bool = False
+    seconds: float = 0.0
+
+
+@dataclasses.dataclass(frozen=True)
+class SubjectResult:
+    """A subject's verdict with the numbers that justify it."""
+
+    run: SubjectRun
+    verdict: Verdict
+    summary: str
+    """One sentence: what happened, with the key numbers."""
+    lost_slots: int
+    lost_per_task: float
+    held_connections: int
+    tasks_until_exhaustion: int | None
+    symptoms: tuple[str, ...]
+    """Errors tasks met that the probe did not cause on purpose (pool timeouts, poisoned
+    connections, ...), each with how many tasks met it."""
+
+    @property
+    def subject(self) -> str:
+        return self.run.subject
+
+    @property
+    def tasks(self) -> int:
+        return len(self.run.census)
+
+    @property
+    def failed_tasks(self) -> int:
+        return sum(1 for c in self.run.census if not c.ok)
+
+
+@dataclasses.dataclass(frozen=True)
+class Finding:
+    """A configuration or behaviour problem with a stable code and a fix."""
+
+    code: str
+    severity: Severity
+    message: str
+    fix: str
+    subject: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class DatabaseInfo:
+    alias: str
+    vendor: str
+    dsn: str
+    """The connection target with any password masked."""
+    pool: Mapping[str, Any] | None
+    conn_max_age: int | None
+    server_version: str
+    max_connections: int
+    source: str
+    """settings, url or embedded."""
+    health_checks: bool = False
+    reserved_connections: int = 3
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """The whole outcome of ``pooldoctor check``: what every reporter renders."""
+
+    verdict: Verdict
+    headline: str
+    environment: Mapping[str, str]
+    database: DatabaseInfo
+    results: tuple[SubjectResult, ...]
+    findings: tuple[Finding, ...]
+    fix: str | None
+    """Code of a way to run async ORM code that measured clean here, if any did."""
+    fix_subject: str | None
+    seconds: float
+
+
+def to_dict(value: Any) -> Any:
+    """A JSON-ready copy of a dataclass tree (enums become their values)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, list | tuple):
+        return [to_dict(v) for v in value]
+    if isinstance(value, Mapping):
+        return {str(k): to_dict(v) for k, v in value.items()}
+    return value
+
+
+def task_census_from_dict(data: Mapping[str, Any]) -> TaskCensus:
+    pool = data.get("pool")
+    server = data.get("server")
+    return TaskCensus(
+        index=data["index"],
+        kind=data["kind"],
+        ok=data["ok"],
+        error=data["error"],
+        expected_error=data["expected_error"],
+        seconds=data["seconds"],
+        pool=PoolStats(**pool) if pool else None,
+        lost=data["lost"],
+        held=data["held"],
+        connections=tuple(ThreadConnection(**c) for c in data["connections"]),
+        server=ServerView(
+            backends=server["backends"],
+            idle_in_transaction=server["idle_in_transaction"],
+            pids=tuple(server["pids"]),
+        )
+        if server
+        else None,
+    )
