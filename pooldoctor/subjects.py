@@ -1,0 +1,172 @@
+"""Subjects: the built-in modes and the project's own wrappers, as one list.
+
+A wrapper is named ``MODULE:ATTR`` (ATTR is a decorator taking an async function) or
+``MODULE:ATTR()`` (ATTR is a factory called with no arguments that returns such a decorator). The
+decorator may return a plain callable or a Celery task; a task is run in-process through Celery's
+own tracer, as a solo worker runs it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import importlib
+import re
+import traceback
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from pooldoctor.errors import ProjectError, UsageError
+from pooldoctor.probes import all_modes
+
+_WRAPPER = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
+
+
+@dataclasses.dataclass(frozen=True)
+class Subject:
+    name: str
+    """The mode's name, or the wrapper exactly as the user gave it."""
+    kind: str
+    """``mode`` or ``wrapper``."""
+
+
+def _match(spec: str) -> re.Match[str]:
+    match = _WRAPPER.match(spec)
+    if match is None:
+        raise UsageError(
+            f"--wrapper {spec!r} is not MODULE:ATTR or MODULE:ATTR()",
+            "for example --wrapper mysite.celeryapp:async_task or mysite.celeryapp:async_task()",
+        )
+    return match
+
+
+def parse_wrapper(spec: str) -> Subject:
+    _match(spec)
+    return Subject(name=spec, kind="wrapper")
+
+
+def select_modes(names: list[str] | None) -> list[Subject]:
+    known = [m.name for m in all_modes()]
+    if names is None:
+        return [Subject(name=n, kind="mode") for n in known]
+    for name in names:
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            raise UsageError(f"unknown mode {name!r}", f"{hint}see pooldoctor check --list-modes")
+    return [Subject(name=n, kind="mode") for n in known if n in names]
+
+
+def load_wrapper(spec: str) -> Callable[[Any], Any]:
+    """Import the decorator a ``--wrapper`` names (calling the factory for ``ATTR()``)."""
+    match = _match(spec)
+    module_name, attr, call = match["module"], match["attr"], match["call"]
+    try:
+        obj: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ProjectError(
+            f"--wrapper {spec}: cannot import module {module_name!r}: {exc}",
+            "check the module path; the project directory and --pythonpath are on sys.path",
+        ) from exc
+    except Exception as exc:
+        raise ProjectError(
+            f"--wrapper {spec}: importing {module_name!r} raised {_describe(exc)}",
+            "fix the error in that module (run with --debug for the traceback)",
+        ) from exc
+    for part in attr.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "check the attribute name"
+            raise ProjectError(f"--wrapper {spec}: {module_name!r} has no attribute {part!r}", hint)
+        obj = getattr(obj, part)
+    if call:
+        if not callable(obj):
+            raise ProjectError(f"--wrapper {spec}: {attr} is not callable, so it cannot be called")
+        try:
+            obj = obj()
+        except Exception as exc:
+            raise ProjectError(
+                f"--wrapper {spec}: calling {attr}() raised {_describe(exc)}",
+                "a factory must take no arguments and return a decorator",
+            ) from exc
+    if not callable(obj):
+        raise ProjectError(
+            f"--wrapper {spec}: {attr} is a {type(obj).__name__}, not a decorator",
+            "name a function that takes an async function (or a factory, with '()')",
+        )
+    return obj  # type: ignore[no-any-return]
+
+
+def apply_wrapper(spec: str, decorator: Callable[[Any], Any], task: Any) -> Callable[[str], Any]:
+    """Decorate the probe task with the project's wrapper and return something to call per task."""
+    wrapped = decorate(spec, decorator, task)
+    return celery_runner(wrapped) if _is_celery_task(wrapped) else wrapped  # type: ignore[no-any-return]
+
+
+def decorate(spec: str, decorator: Callable[[Any], Any], task: Any) -> Any:
+    """Apply the wrapper to the probe task and check that the result can be run."""
+    try:
+        wrapped = decorator(task)
+    except Exception as exc:
+        raise ProjectError(
+            f"--wrapper {spec}: decorating an async function raised {_describe(exc)}",
+            "the wrapper must accept an async function as its only argument",
+        ) from exc
+    if not callable(wrapped):
+        raise ProjectError(
+            f"--wrapper {spec} returned a {type(wrapped).__name__}, which cannot be called",
+            "the decorator must return a function or a Celery task",
+        )
+    return wrapped
+
+
+def _is_celery_task(obj: Any) -> bool:
+    try:
+        from celery.app.task import Task
+    except ImportError:  # pragma: no cover - celery is a dependency
+        return False
+    return isinstance(obj, Task)
+
+
+def celery_runner(task: Any) -> Callable[[str], Any]:
+    """Run a Celery task in this thread through Celery's tracer, as a solo worker does.
+
+    ``task.apply()`` would mark the request eager, and Celery's Django fix-up skips its database
+    cleanup for eager tasks; a worker's tracer runs the task with ``is_eager=False`` and the
+    fix-up's ``task_prerun``/``task_postrun`` handlers, so that is what runs here. Results are not
+    stored (``ignore_result``), so no result backend is touched.
+    """
+    from celery import states
+    from celery.app.trace import build_tracer
+
+    install_worker_fixup(task.app)
+    tracer = build_tracer(task.name, task, app=task.app, eager=False, propagate=False)
+
+    def run(kind: str) -> Any:
+        task_id = uuid.uuid4().hex
+        request = {"id": task_id, "ignore_result": True, "delivery_info": {"is_eager": False}}
+        retval, info, _, _ = tracer(task_id, (kind,), {}, request)
+        if info is not None and info.state in (states.FAILURE, states.RETRY):
+            raise info.retval
+        return retval
+
+    run.celery_task = True  # type: ignore[attr-defined]
+    return run
+
+
+def install_worker_fixup(app: Any) -> bool:
+    """Install Celery's Django worker fix-up if the app has the Django fix-up, as ``worker_init``
+    would. Returns whether it did."""
+    for fixup in getattr(app, "_fixups", ()):
+        if type(fixup).__name__ == "DjangoFixup":
+            fixup.worker_fixup.install()
+            return True
+    return False
+
+
+def _describe(exc: BaseException) -> str:
+    where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+    at = f" at {where.filename}:{where.lineno}" if where else ""
+    return f"{type(exc).__name__}: {exc}{at}"
