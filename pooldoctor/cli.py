@@ -1,0 +1,260 @@
+"""Command line: parse options, call the pipeline, render, return an exit code.
+
+Exit codes (``pooldoctor.errors.ExitCode``): 0 nothing reached --fail-on; 1 a project wrapper
+reached --fail-on; 2 usage error; 3 the check could not run; 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tomllib
+import traceback
+from pathlib import Path
+from typing import Any
+
+import click
+
+from pooldoctor import __version__, verdict
+from pooldoctor.check import CheckOptions, run_check
+from pooldoctor.errors import ExitCode, PooldoctorError, UsageError
+from pooldoctor.model import Report
+from pooldoctor.probes import all_modes
+from pooldoctor.reporters import Format, infer_format, render
+
+EXIT_CODES_HELP = (
+    "Exit codes: 0 nothing reached --fail-on; 1 a project wrapper reached --fail-on; "
+    "2 usage error; 3 the check could not run (settings, database, engine, wrapper, missing "
+    "extra); 130 interrupted."
+)
+FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
+@click.version_option(__version__, prog_name="pooldoctor")
+def cli() -> None:
+    """Measure whether a Django project leaks database connections when async ORM code runs
+    outside a request (Celery tasks, scripts, management commands)."""
+
+
+def _report_options(func: Any) -> Any:
+    for option in reversed(
+        [
+            click.option(
+                "--format",
+                "fmt",
+                type=click.Choice([f.value for f in Format]),
+                help="Report format (default: from --output's extension, else text).",
+            ),
+            click.option(
+                "--output",
+                "-o",
+                type=click.Path(dir_okay=False),
+                help="Write the report to FILE instead of stdout.",
+            ),
+            click.option(
+                "--fail-on",
+                type=click.Choice(["leak", "pinned", "never"]),
+                default="leak",
+                show_default=True,
+                help="Exit 1 when a project wrapper's verdict is at or above this.",
+            ),
+            click.option(
+                "--tasks",
+                type=click.IntRange(2, 1000),
+                default=12,
+                show_default=True,
+                help="Probe tasks per subject (a share of them fail on purpose).",
+            ),
+            click.option(
+                "--task-timeout",
+                type=click.FloatRange(0.5, 600),
+                default=10.0,
+                show_default=True,
+                help="Seconds a task may run before it counts as hung.",
+            ),
+            click.option(
+                "--jobs",
+                "-j",
+                type=click.IntRange(1, 16),
+                default=2,
+                show_default=True,
+                help="Subjects measured at once (each in its own process).",
+            ),
+            click.option("--debug", is_flag=True, help="Show tracebacks and subject output."),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--settings",
+    envvar="DJANGO_SETTINGS_MODULE",
+    help="The project's settings module (default: $DJANGO_SETTINGS_MODULE).",
+)
+@click.option(
+    "--pythonpath",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A directory to add to sys.path (repeatable); the current one is always added.",
+)
+@click.option(
+    "--alias", default="default", show_default=True, help="The database alias to examine."
+)
+@click.option(
+    "--wrapper",
+    "wrappers",
+    multiple=True,
+    metavar="MODULE:ATTR[()]",
+    help="The project's decorator that runs an async function from sync code "
+    "(repeatable; ATTR() calls a factory first). Also read from "
+    "[tool.pooldoctor] wrappers in pyproject.toml.",
+)
+@click.option("--modes", help="Comma-separated built-in modes to run (default: all).")
+@click.option("--list-modes", is_flag=True, help="List the built-in modes and exit.")
+@click.option(
+    "--database",
+    metavar="URL|embedded",
+    help="Connect to URL (or an ephemeral PostgreSQL) instead of the project's server, "
+    "keeping its OPTIONS and pool settings.",
+)
+@_report_options
+def check(list_modes: bool, **kwargs: Any) -> int:
+    """Run synthetic async ORM tasks through every mode and the project's own wrappers, measure
+    the pool after each task, and give each a verdict: leak, pinned or clean.
+
+    Only read-only queries are run (every session starts with default_transaction_read_only).
+    """
+    if list_modes:
+        for mode in all_modes():
+            click.echo(f"{mode.name:34} {mode.summary}")
+        return ExitCode.OK
+    return _check(**kwargs)
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--database",
+    metavar="URL|embedded",
+    default="embedded",
+    show_default=True,
+    help="Where to run the demo.",
+)
+@_report_options
+def demo(**kwargs: Any) -> int:
+    """Run check on the bundled leaking project (its wrapper follows the widely shared recipe),
+    against an ephemeral PostgreSQL unless --database says otherwise."""
+    project = FIXTURES / "leaky"
+    if not project.is_dir():
+        raise UsageError(
+            "the demo project ships with the source tree only",
+            "clone the repository and run pooldoctor demo from it",
+        )
+    kwargs.update(
+        settings="mysite.settings",
+        pythonpath=(str(project),),
+        alias="default",
+        wrappers=("mysite.celeryapp:async_task()",),
+        modes=None,
+        cwd=str(project),
+    )
+    if kwargs["fail_on"] == "leak" and not os.environ.get("CI"):
+        kwargs["fail_on"] = "never"
+    return _check(**kwargs)
+
+
+def _check(
+    *,
+    settings: str | None,
+    pythonpath: tuple[str, ...],
+    alias: str,
+    wrappers: tuple[str, ...],
+    modes: str | None,
+    database: str | None,
+    fmt: str | None,
+    output: str | None,
+    fail_on: str,
+    tasks: int,
+    task_timeout: float,
+    jobs: int,
+    debug: bool,
+    cwd: str | None = None,
+) -> int:
+    if not settings:
+        raise UsageError(
+            "no settings module", "pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE"
+        )
+    cwd = cwd or os.getcwd()
+    options = CheckOptions(
+        settings=settings,
+        alias=alias,
+        pythonpath=tuple(os.path.abspath(p) for p in pythonpath),
+        wrappers=tuple(dict.fromkeys([*wrappers, *_pyproject_wrappers(Path(cwd))])),
+        modes=tuple(m.strip() for m in modes.split(",") if m.strip()) if modes else None,
+        tasks=tasks,
+        database=database,
+        task_timeout=task_timeout,
+        jobs=jobs,
+        cwd=cwd,
+        debug=debug,
+    )
+    report = run_check(options)
+    _emit(report, infer_format(output, fmt), output, fail_on)
+    failing = [
+        r for r in report.results if r.run.kind == "wrapper" and verdict.fails(r.verdict, fail_on)
+    ]
+    return ExitCode.FAILED if failing else ExitCode.OK
+
+
+def _emit(report: Report, fmt: Format, output: str | None, fail_on: str) -> None:
+    color = output is None and sys.stdout.isatty()
+    text = render(report, fmt, fail_on=fail_on, width=None if color else 100, color=color)
+    if output:
+        Path(output).write_text(text)
+        click.echo(f"pooldoctor: {report.verdict.value}: report written to {output}", err=True)
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
+
+
+def _pyproject_wrappers(directory: Path) -> list[str]:
+    path = directory / "pyproject.toml"
+    if not path.is_file():
+        return []
+    try:
+        config = tomllib.loads(path.read_text()).get("tool", {}).get("pooldoctor", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from exc
+    wrappers = config.get("wrappers", [])
+    if not isinstance(wrappers, list) or not all(isinstance(w, str) for w in wrappers):
+        raise UsageError(f"{path}: [tool.pooldoctor] wrappers must be a list of strings")
+    return wrappers
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit code instead of raising SystemExit."""
+    args = sys.argv[1:] if argv is None else argv
+    debug = "--debug" in args
+    try:
+        result = cli.main(args=args, prog_name="pooldoctor", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except click.ClickException as exc:
+        exc.show()
+        return ExitCode.USAGE
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        click.echo(
+            "pooldoctor: interrupted; subject processes and temporary files removed", err=True
+        )
+        return ExitCode.INTERRUPTED
+    except PooldoctorError as exc:
+        if debug:
+            traceback.print_exc()
+        click.echo(f"pooldoctor: error: {exc}", err=True)
+        return int(exc.exit_code)
+    except Exception:
+        traceback.print_exc()
+        click.echo("pooldoctor: internal error (above); please report it", err=True)
+        return ExitCode.CANNOT_RUN
+    return int(result) if isinstance(result, int) else ExitCode.OK
