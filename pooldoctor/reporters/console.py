@@ -1,0 +1,239 @@
+"""The human report: what was measured, which subjects leak, the evidence, and a fix.
+
+Rendered with rich to a string so the CLI decides where it goes and tests can compare it. Every
+user-supplied string goes through :class:`rich.text.Text` with markup and emoji off: a DSN or an
+exception message containing ``[...]`` or ``:name:`` must print as it is.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Mapping
+
+from rich import box
+from rich.console import Console, OverflowMethod
+from rich.measure import Measurement
+from rich.syntax import Syntax
+from rich.table import Table
+from rich.text import Text
+
+from pooldoctor.model import (
+    DatabaseInfo,
+    Report,
+    SubjectResult,
+    TaskCensus,
+    ThreadConnection,
+    Verdict,
+)
+
+VERDICT_STYLES: Mapping[Verdict, str] = {
+    Verdict.LEAK: "bold red",
+    Verdict.PINNED: "yellow",
+    Verdict.CLEAN: "green",
+    Verdict.ERROR: "magenta",
+    Verdict.SKIPPED: "dim",
+}
+
+# Environment keys shown first, in this order, with the spelling users know; others follow sorted.
+ENVIRONMENT_LABELS: tuple[tuple[str, str], ...] = (
+    ("django", "Django"),
+    ("psycopg", "psycopg"),
+    ("psycopg_pool", "psycopg_pool"),
+    ("asgiref", "asgiref"),
+    ("celery", "celery"),
+    ("python", "python"),
+)
+
+NO_VALUE = "—"
+
+# For measuring a table's natural width, which rich otherwise clamps to the console width.
+UNLIMITED_WIDTH = 10_000
+
+TABLE_COLUMNS = (
+    "Subject",
+    "Kind",
+    "Verdict",
+    "Tasks",
+    "Lost slots",
+    "Lost/task",
+    "Held",
+    "Exhausted after",
+)
+
+
+def render(report: Report, *, width: int | None = 100, color: bool = False) -> str:
+    """The report as terminal text; ANSI colours only when ``color`` is true."""
+    out = io.StringIO()
+    console = Console(
+        file=out,
+        width=width,
+        force_terminal=color,
+        color_system="standard" if color else None,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        # Lines stay whole (the terminal soft-wraps them) so evidence can be grepped and copied.
+        soft_wrap=True,
+    )
+    console.print(Text(title_line(report.database), style="bold"))
+    environment = environment_line(report.environment)
+    if environment:
+        console.print(Text(environment, style="dim"))
+    console.print()
+    console.print(_results_table(console, report), soft_wrap=False)
+    console.print()
+
+    for result in report.results:
+        if result.verdict in (Verdict.CLEAN, Verdict.SKIPPED):
+            continue
+        console.print(_evidence_heading(result))
+        console.print(Text("  " + result.summary))
+        for line in evidence_lines(result):
+            console.print(Text("  " + line))
+        console.print()
+
+    if report.findings:
+        console.print(Text("Findings", style="bold"))
+        for finding in report.findings:
+            console.print(Text(f"{finding.code} {finding.severity.value}: {finding.message}"))
+            console.print(Text(f"  fix: {finding.fix}"))
+        console.print()
+
+    console.print(Text(report.headline, style="bold"))
+    if report.fix:
+        console.print()
+        subject = f" ({report.fix_subject})" if report.fix_subject else ""
+        console.print(Text(f"Fix that measured clean here{subject}:"))
+        code = Syntax(report.fix.rstrip("\n"), "python", theme="ansi_dark", line_numbers=False)
+        console.print(code, soft_wrap=False)
+    return out.getvalue()
+
+
+def title_line(db: DatabaseInfo) -> str:
+    """``pooldoctor check — <dsn> (alias <alias>, <pool>, CONN_MAX_AGE=<x>)``."""
+    return (
+        f"pooldoctor check {NO_VALUE} {db.dsn} "
+        f"(alias {db.alias}, {pool_description(db)}, CONN_MAX_AGE={db.conn_max_age})"
+    )
+
+
+def pool_description(db: DatabaseInfo) -> str:
+    """The configured pool as the user wrote it; unset options are psycopg_pool's defaults."""
+    if db.pool is None:
+        return "no pool"
+    parts = ["pool:"]
+    if "max_size" in db.pool:
+        parts.append(f"max_size {db.pool['max_size']}")
+    if "timeout" in db.pool:
+        parts.append(f"timeout {_number(db.pool['timeout'])}s")
+    if len(parts) == 1:
+        parts.append("defaults")
+    return " ".join(parts)
+
+
+def environment_line(environment: Mapping[str, str]) -> str:
+    """Versions of what decides connection handling, in a fixed order."""
+    by_key = {k.lower(): (k, v) for k, v in environment.items()}
+    parts: list[str] = []
+    for key, label in ENVIRONMENT_LABELS:
+        if key in by_key:
+            parts.append(f"{label} {by_key.pop(key)[1]}")
+    parts.extend(f"{k} {v}" for k, v in sorted(by_key.values()))
+    return " · ".join(parts)
+
+
+def evidence_lines(result: SubjectResult) -> list[str]:
+    """Plain lines proving a verdict: how the run stopped, symptoms, and the last census.
+
+    Shared with the JUnit reporter so a CI failure shows the same evidence as the terminal.
+    """
+    run = result.run
+    lines: list[str] = []
+    if run.stop_detail:
+        lines.append(f"stopped ({run.stop.value}): {run.stop_detail}")
+    lines.extend(f"symptom: {symptom}" for symptom in result.symptoms)
+    if run.census:
+        last = run.census[-1]
+        lines.append(f"after task {last.index + 1} of {run.tasks_planned}:")
+        lines.extend(connection_line(c) for c in last.connections)
+        lines.append(pool_line(last))
+        if last.server is not None:
+            lines.append(
+                f"server: {last.server.backends} backends "
+                f"({last.server.idle_in_transaction} idle in transaction)"
+            )
+    return lines
+
+
+def connection_line(conn: ThreadConnection) -> str:
+    """One Django connection object: whose it is and whether it still holds a slot."""
+    pid = f"backend pid {conn.backend_pid}" if conn.backend_pid is not None else "no backend"
+    return (
+        f"thread {conn.thread} ({conn.thread_role}, {'alive' if conn.thread_alive else 'ended'})"
+        f" {NO_VALUE} {'open' if conn.open else 'closed'}, "
+        f"{'checked out' if conn.checked_out else 'returned'}, {conn.transaction}, "
+        f"held {conn.held_seconds:.1f}s, {pid}"
+    )
+
+
+def pool_line(census: TaskCensus) -> str:
+    if census.pool is None:
+        return f"no pool: {census.lost} server connections lost"
+    pool = census.pool
+    return (
+        f"pool: size {pool.size}, available {pool.available}, "
+        f"checked out {pool.checked_out}, lost {census.lost}"
+    )
+
+
+def _results_table(console: Console, report: Report) -> Table:
+    rows: list[tuple[str, ...]] = []
+    for result in report.results:
+        tasks = str(result.tasks)
+        if result.failed_tasks:
+            tasks += f" ({result.failed_tasks} failed)"
+        exhausted = result.tasks_until_exhaustion
+        rows.append(
+            (
+                result.subject,
+                result.run.kind,
+                result.verdict.value,
+                tasks,
+                str(result.lost_slots),
+                f"{result.lost_per_task:.2f}",
+                str(result.held_connections),
+                NO_VALUE if exhausted is None else str(exhausted),
+            )
+        )
+
+    table = _table(rows, report, headers=TABLE_COLUMNS)
+    unlimited = console.options.update_width(UNLIMITED_WIDTH)
+    if Measurement.get(console, unlimited, table).maximum > console.width:
+        # Too wide: wrap the long headers between words rather than let rich cut values.
+        table = _table(rows, report, headers=tuple(h.replace(" ", "\n") for h in TABLE_COLUMNS))
+    return table
+
+
+def _table(rows: list[tuple[str, ...]], report: Report, *, headers: tuple[str, ...]) -> Table:
+    table = Table(box=box.SIMPLE_HEAD, header_style="bold", show_edge=False)
+    for index, header in enumerate(headers):
+        # A subject name too long for a narrow terminal folds onto a second line, never "…".
+        overflow: OverflowMethod = "fold" if index == 0 else "ellipsis"
+        table.add_column(header, justify="left" if index < 3 else "right", overflow=overflow)
+    for result, row in zip(report.results, rows, strict=True):
+        verdict = Text(row[2], style=VERDICT_STYLES[result.verdict])
+        table.add_row(Text(row[0]), Text(row[1]), verdict, *row[3:])
+    return table
+
+
+def _evidence_heading(result: SubjectResult) -> Text:
+    heading = Text(f"{result.subject} ({result.run.kind}): ", style="bold")
+    heading.append(result.verdict.value, style=VERDICT_STYLES[result.verdict])
+    return heading
+
+
+def _number(value: object) -> str:
+    """``5`` for 5.0, so whole-second timeouts read naturally."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

@@ -1,0 +1,166 @@
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from pooldoctor import __version__
+from pooldoctor.model import Report
+from pooldoctor.reporters import json as json_reporter
+
+TIMING_KEYS = {"seconds", "held_seconds"}
+
+
+def without_timings(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: without_timings(v) for k, v in value.items() if k not in TIMING_KEYS}
+    if isinstance(value, list):
+        return [without_timings(v) for v in value]
+    return value
+
+
+def retimed(report: Report) -> Report:
+    """The same report with every timing changed."""
+
+    def census(c: Any) -> Any:
+        connections = tuple(
+            dataclasses.replace(t, held_seconds=t.held_seconds + 7.5) for t in c.connections
+        )
+        return dataclasses.replace(c, seconds=c.seconds + 3.0, connections=connections)
+
+    results = tuple(
+        dataclasses.replace(
+            r,
+            run=dataclasses.replace(
+                r.run,
+                seconds=r.run.seconds + 2.0,
+                census=tuple(census(c) for c in r.run.census),
+            ),
+        )
+        for r in report.results
+    )
+    return dataclasses.replace(report, results=results, seconds=report.seconds + 1.0)
+
+
+def test_top_level_keys_and_types(sample_report: Report) -> None:
+    data = json.loads(json_reporter.render(sample_report))
+
+    assert set(data) == {
+        "schema",
+        "pooldoctor",
+        "verdict",
+        "headline",
+        "environment",
+        "database",
+        "results",
+        "findings",
+        "fix",
+        "seconds",
+    }
+    assert data["schema"] == 1
+    assert data["pooldoctor"] == __version__
+    assert data["verdict"] == "leak"
+    assert data["headline"] == sample_report.headline
+    assert data["environment"]["django"] == "5.1.4"
+    assert data["fix"] == {"subject": "async_to_sync", "code": sample_report.fix}
+    assert data["seconds"] == 4.5
+
+
+def test_database(sample_report: Report) -> None:
+    database = json.loads(json_reporter.render(sample_report))["database"]
+
+    assert database == {
+        "alias": "default",
+        "vendor": "postgresql",
+        "dsn": "postgresql://app:***@localhost:5432/app",
+        "pool": {"max_size": 4, "timeout": 5.0},
+        "conn_max_age": 0,
+        "server_version": "16.4",
+        "max_connections": 100,
+        "source": "settings",
+    }
+
+
+def test_results_keep_report_order_with_every_key(sample_report: Report) -> None:
+    results = json.loads(json_reporter.render(sample_report))["results"]
+
+    assert [r["subject"] for r in results] == [r.subject for r in sample_report.results]
+    for result in results:
+        assert set(result) == {
+            "subject",
+            "kind",
+            "verdict",
+            "summary",
+            "tasks",
+            "failed_tasks",
+            "lost_slots",
+            "lost_per_task",
+            "held_connections",
+            "tasks_until_exhaustion",
+            "stop",
+            "stop_detail",
+            "symptoms",
+            "evidence",
+            "seconds",
+        }
+        assert set(result["evidence"]) == {"pooled", "celery_task", "census"}
+        assert isinstance(result["symptoms"], list)
+        assert isinstance(result["lost_per_task"], float)
+        assert isinstance(result["seconds"], float)
+
+    leak = results[0]
+    assert leak["kind"] == "wrapper"
+    assert leak["verdict"] == "leak"
+    assert leak["tasks"] == 3
+    assert leak["failed_tasks"] == 1
+    assert leak["lost_slots"] == 3
+    assert leak["tasks_until_exhaustion"] == 4
+    assert leak["stop"] == "done"
+    assert leak["stop_detail"] is None
+    assert leak["evidence"]["celery_task"] is True
+    assert [c["lost"] for c in leak["evidence"]["census"]] == [1, 2, 3]
+    last = leak["evidence"]["census"][-1]
+    assert last["pool"]["size"] == 3
+    assert last["connections"][1]["thread_alive"] is False
+    assert last["server"]["pids"] == [100, 101, 102]
+
+    skipped = results[3]
+    assert skipped["stop"] == "skipped"
+    assert skipped["stop_detail"] == "asgiref 3.7 has no ThreadSensitiveContext"
+    assert skipped["evidence"]["census"] == []
+
+
+def test_findings(sample_report: Report) -> None:
+    findings = json.loads(json_reporter.render(sample_report))["findings"]
+
+    assert findings == [
+        {
+            "code": "PD101",
+            "severity": "error",
+            "message": sample_report.findings[0].message,
+            "fix": sample_report.findings[0].fix,
+            "subject": "run_async_task",
+        }
+    ]
+
+
+def test_no_fix_is_null(sample_report: Report) -> None:
+    report = dataclasses.replace(sample_report, fix=None, fix_subject=None)
+
+    assert json.loads(json_reporter.render(report))["fix"] is None
+
+
+def test_byte_identical_for_identical_input(sample_report: Report) -> None:
+    first = json_reporter.render(sample_report)
+    second = json_reporter.render(sample_report)
+
+    assert first == second
+    assert first.endswith("}\n")
+
+
+def test_identical_apart_from_timings(sample_report: Report) -> None:
+    first = json_reporter.render(sample_report)
+    second = json_reporter.render(retimed(sample_report))
+
+    assert first != second
+    assert without_timings(json.loads(first)) == without_timings(json.loads(second))
