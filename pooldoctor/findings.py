@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pooldoctor.model import Finding, Severity, SubjectResult, Verdict
-from pooldoctor.verdict import poisoned_since
+from pooldoctor.verdict import completed, poisoned_since
 
 # A pool timeout above this turns an exhausted pool into what looks like a hung worker.
 LONG_POOL_TIMEOUT = 10.0
@@ -134,7 +134,7 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
                 )
             )
     for result in results:
-        since = poisoned_since(result.run.census)
+        since = poisoned_since(completed(result.run))
         if since is not None:
             findings.append(
                 Finding(

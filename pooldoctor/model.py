@@ -29,7 +29,7 @@ class Verdict(enum.StrEnum):
 
 
 _RANK = {
-    Verdict.SKIPPED: 0,
+    Verdict.SKIPPED: -1,
     Verdict.CLEAN: 0,
     Verdict.PINNED: 1,
     Verdict.ERROR: 2,
@@ -49,7 +49,7 @@ class StopReason(enum.StrEnum):
     DONE = "done"
     """Every task ran."""
     EXHAUSTED = "exhausted"
-    """A task waited for a connection while every pool slot was out: it would only have timed out."""
+    """A task waited for a connection with every pool slot out: it could only time out."""
     HUNG = "hung"
     """A task did not finish within the per-task time limit."""
     CRASHED = "crashed"

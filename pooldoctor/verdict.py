@@ -46,8 +46,13 @@ def judge(run: SubjectRun) -> SubjectResult:
         elif exhaustion is not None:
             parts.append(f"the pool is exhausted after {exhaustion} tasks")
         verdict, summary = Verdict.LEAK, "; ".join(parts)
-    elif run.stop in (StopReason.HUNG, StopReason.CRASHED):
+    elif run.stop in (StopReason.HUNG, StopReason.CRASHED, StopReason.EXHAUSTED):
+        # Exhausted without a loss: connections held by live threads starved a task.
         verdict, summary = Verdict.ERROR, f"{run.stop.value}: {run.stop_detail}"
+    elif not any(c.ok or c.expected_error for c in between):
+        # The probe never got to run its own code: nothing about the ORM was measured.
+        verdict = Verdict.ERROR
+        summary = f"no task ran the probe: {symptoms[0] if symptoms else 'every task failed'}"
     elif last.held > 0:
         holders = sorted({f"{c.thread} ({c.thread_role})" for c in last.connections if c.held})
         stays = "stays" if last.held == 1 else "stay"
@@ -81,23 +86,26 @@ def completed(run: SubjectRun) -> tuple[TaskCensus, ...]:
 def tasks_until_exhaustion(run: SubjectRun) -> int | None:
     """How many tasks a fresh process runs before no pool slot is left.
 
-    Measured when the run reached exhaustion; otherwise extrapolated from the slots lost per task
-    (and the growth of held connections). None without a pool or without a loss.
+    Measured when the run reached exhaustion; otherwise extrapolated from the completed tasks:
+    slots lost per task plus the growth of held connections per task. None without a pool or
+    without a loss.
     """
     census = run.census
-    if not census or census[-1].pool is None:
+    pool = census[-1].pool if census else None
+    if pool is None:
         return None
-    last = census[-1]
     if run.stop is StopReason.EXHAUSTED:
-        return last.index
+        return census[-1].index
     between = completed(run)
-    tasks = len(between)
-    growth = between[-1].held - between[0].held if between else 0
-    per_task = (last.lost + max(0, growth)) / max(1, tasks)
+    if not between:
+        return None
+    end = between[-1]
+    growth = (end.held - between[0].held) / (len(between) - 1) if len(between) > 1 else 0.0
+    per_task = end.lost / len(between) + max(0.0, growth)
     if per_task <= 0:
         return None
-    free = last.pool.max_size - last.lost - last.held
-    return tasks + max(0, math.floor(free / per_task))
+    free = pool.max_size - end.lost - end.held
+    return len(between) + max(0, math.floor(free / per_task))
 
 
 def symptoms_of(run: SubjectRun) -> list[str]:
