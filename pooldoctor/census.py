@@ -124,7 +124,7 @@ def _describe(raw: Any, entry: _Tracked, pool: Any, now: float) -> ThreadConnect
     wrapper = entry.wrapper()
     owned = wrapper is not None and wrapper.connection is raw
     pgconn = raw.pgconn
-    autocommit = wrapper.autocommit if owned else None
+    autocommit = wrapper.autocommit if owned and wrapper is not None else None
     return ThreadConnection(
         thread=entry.thread_name,
         thread_role=entry.thread_role,

@@ -131,9 +131,9 @@ def environment() -> dict[str, str]:
     versions = {"python": platform.python_version()}
     for dist in ("django", "psycopg", "psycopg-pool", "asgiref", "celery"):
         try:
-            versions[dist] = metadata.version(dist)
+            versions[dist.replace("-", "_")] = metadata.version(dist)
         except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
+            versions[dist.replace("-", "_")] = "not installed"
     versions["pooldoctor"] = metadata.version("pooldoctor")
     return versions
 

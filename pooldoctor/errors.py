@@ -1,7 +1,7 @@
 """Exit codes and the errors a user can act on.
 
-Every error pooldoctor raises on purpose is a :class:`PooldoctorError`: it carries its exit code and a
-one-line message that says what is wrong and how to fix it. The CLI prints that line; only
+Every error pooldoctor raises on purpose is a :class:`PooldoctorError`: it carries its exit code
+and a one-line message that says what is wrong and how to fix it. The CLI prints that line; only
 ``--debug`` shows a traceback.
 """
 

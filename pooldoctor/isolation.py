@@ -7,6 +7,7 @@ nothing for longer than the per-task limit plus a margin is killed and reported 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import queue
@@ -67,10 +68,8 @@ class Children:
 
 def kill(proc: subprocess.Popen[str]) -> None:
     if proc.poll() is None:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     proc.wait()
 
 

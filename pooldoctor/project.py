@@ -75,7 +75,7 @@ def import_settings(module: str) -> None:
 
 
 def _suggest_module(module: str) -> str:
-    parent, _, leaf = module.rpartition(".")
+    parent, _, _ = module.rpartition(".")
     try:
         if parent:
             spec = importlib.util.find_spec(parent)
@@ -210,6 +210,8 @@ def _database_error(alias: str, exc: Exception, password: str | None) -> Databas
     lowered = text.lower()
     if "password authentication failed" in lowered or "no password supplied" in lowered:
         tip = "check USER/PASSWORD for this alias, or pass --database URL"
+    elif "does not exist" in lowered and "role" in lowered:
+        tip = "check USER for this alias, or pass --database URL"
     elif "does not exist" in lowered and "database" in lowered:
         tip = "create the database, fix NAME, or pass --database embedded"
     elif "refused" in lowered or "no such file" in lowered or "timeout" in lowered:

@@ -96,13 +96,13 @@ def load_wrapper(spec: str) -> Callable[[Any], Any]:
             f"--wrapper {spec}: {attr} is a {type(obj).__name__}, not a decorator",
             "name a function that takes an async function (or a factory, with '()')",
         )
-    return obj  # type: ignore[no-any-return]
+    return obj
 
 
 def apply_wrapper(spec: str, decorator: Callable[[Any], Any], task: Any) -> Callable[[str], Any]:
     """Decorate the probe task with the project's wrapper and return something to call per task."""
     wrapped = decorate(spec, decorator, task)
-    return celery_runner(wrapped) if _is_celery_task(wrapped) else wrapped  # type: ignore[no-any-return]
+    return celery_runner(wrapped) if _is_celery_task(wrapped) else wrapped
 
 
 def decorate(spec: str, decorator: Callable[[Any], Any], task: Any) -> Any:

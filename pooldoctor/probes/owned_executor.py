@@ -1,10 +1,10 @@
 """``ThreadSensitiveContext(executor=...)``: one long-lived ORM thread per process, cleaned after
 every task on that thread.
 
-Recent asgiref releases let a context use an executor the caller owns and keeps (``ThreadSensitiveContext``'s
-``executor`` argument). One ``ThreadPoolExecutor(max_workers=1)`` per worker process gives every
-task the same ORM thread, so no thread dies holding a connection, and the cleanup runs where the
-connection lives.
+Recent asgiref releases let a context use an executor the caller owns and keeps
+(``ThreadSensitiveContext``'s ``executor`` argument). One ``ThreadPoolExecutor(max_workers=1)``
+per worker process gives every task the same ORM thread, so no thread dies holding a connection,
+and the cleanup runs where the connection lives.
 """
 
 from __future__ import annotations

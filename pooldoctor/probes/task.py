@@ -10,7 +10,7 @@ Cleanup that only runs on success shows up on those tasks.
 from __future__ import annotations
 
 import functools
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from asgiref.sync import sync_to_async
@@ -24,7 +24,7 @@ OPEN_TRANSACTION = "open-transaction"
 # a success is measured before the first failure, and spread out so each failure's effect shows.
 _FAILURES = {3: RAISE_AFTER_QUERY, 5: RAISE_IN_ATOMIC, 7: OPEN_TRANSACTION}
 
-AsyncTask = Callable[[str], Awaitable[int]]
+AsyncTask = Callable[[str], Coroutine[Any, Any, int]]
 
 
 class ProbeFailure(Exception):
@@ -53,7 +53,7 @@ def catalog_model(alias: str) -> Any:
             db_table = "pg_database"
             managed = False
 
-    CatalogDatabase.objects = CatalogDatabase.objects.db_manager(alias)  # type: ignore[misc]
+    CatalogDatabase.objects = CatalogDatabase.objects.db_manager(alias)
     return CatalogDatabase
 
 
@@ -89,10 +89,12 @@ def make_probe_task(alias: str, *, thread_sensitive: bool = True) -> AsyncTask:
             await model.objects.aget(datname="template1")
             names = [db.datname async for db in model.objects.order_by("oid")]
         else:
-            run = functools.partial(sync_to_async, thread_sensitive=False)
-            count = await run(model.objects.count)()
-            await run(model.objects.get)(datname="template1")
-            names = await run(lambda: [db.datname for db in model.objects.order_by("oid")])()
+            objects = model.objects
+            count = await sync_to_async(objects.count, thread_sensitive=False)()
+            await sync_to_async(lambda: objects.get(datname="template1"), thread_sensitive=False)()
+            names = await sync_to_async(
+                lambda: [db.datname for db in objects.order_by("oid")], thread_sensitive=False
+            )()
         if kind == RAISE_AFTER_QUERY:
             raise ProbeFailure("raised after a query")
         if kind == RAISE_IN_ATOMIC:

@@ -1,0 +1,94 @@
+"""Shared fixtures: a real PostgreSQL, the fixture projects, and running the real CLI.
+
+The database is DATABASE_URL if set, else the local server on 127.0.0.1:5432, else an ephemeral
+server from the embedded extra. If none can be had the tests fail, saying why.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+FIXTURES = ROOT / "fixtures"
+PROJECTS = Path(__file__).resolve().parent / "projects"
+LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+
+def _reachable(url: str) -> str | None:
+    try:
+        psycopg.connect(url, connect_timeout=3).close()
+    except psycopg.OperationalError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        problem = _reachable(url)
+        if problem:
+            pytest.fail(f"DATABASE_URL={url} is not reachable: {problem}")
+        yield url
+        return
+    if _reachable(LOCAL) is None:
+        yield LOCAL
+        return
+    from pooldoctor.embedded import ephemeral_postgres
+
+    try:
+        with ephemeral_postgres() as settings:
+            host = settings["HOST"]
+            yield f"postgresql://postgres@/{settings['NAME']}?host={host}"
+    except Exception as exc:  # pragma: no cover - only where no server at all can be had
+        pytest.fail(f"no PostgreSQL: {LOCAL} unreachable and the embedded one failed: {exc}")
+
+
+def pooldoctor(
+    *args: str, cwd: Path, timeout: float = 120, **kwargs: Any
+) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess, as a user would."""
+    env = {**os.environ, **kwargs.pop("env", {})}
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    return subprocess.run(
+        [sys.executable, "-m", "pooldoctor", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        **kwargs,
+    )
+
+
+def check_json(
+    *args: str, cwd: Path, database_url: str, env: dict[str, str] | None = None
+) -> tuple[int, dict[str, Any]]:
+    proc = pooldoctor(
+        "check", *args, "--database", database_url, "--format", "json", cwd=cwd, env=env or {}
+    )
+    assert proc.stdout, f"no report; stderr: {proc.stderr}"
+    return proc.returncode, json.loads(proc.stdout)
+
+
+def by_subject(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {r["subject"]: r for r in report["results"]}
+
+
+def pooldoctor_backends(database_url: str) -> list[str]:
+    """Sessions pooldoctor opened that are still on the server."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT application_name FROM pg_stat_activity "
+            "WHERE application_name LIKE 'pooldoctor:%' AND pid <> pg_backend_pid()"
+        ).fetchall()
+    return [r[0] for r in rows]

@@ -1,0 +1,89 @@
+"""An independent measurement of one subject, to check pooldoctor's verdicts against.
+
+Uses none of pooldoctor's census: with a pool it reads only psycopg_pool's own counters (the pool
+is filled to max_size before the first task, so its counters have no transient state); without a
+pool it counts the server's sessions with the garbage collector switched off, so a connection that
+nobody closed stays visible. Prints the series as JSON:
+
+    python oracle.py MODE_OR_WRAPPER TASKS
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import os
+import sys
+
+from psycopg_pool import PoolTimeout
+
+from pooldoctor.probes import get_mode
+from pooldoctor.probes.task import make_probe_task, schedule
+
+APP = f"pooldoctor-oracle-{os.getpid()}"
+
+
+def main() -> None:
+    name, tasks = sys.argv[1], int(sys.argv[2])
+    import django
+    from django.conf import settings
+
+    entry = settings.DATABASES["default"]
+    if os.environ.get("DATABASE_URL"):
+        from pooldoctor.project import parse_database_url
+
+        entry.update(parse_database_url(os.environ["DATABASE_URL"]))
+    entry["OPTIONS"]["application_name"] = APP
+    django.setup()
+    from django.db import connections
+
+    wrapper = connections["default"]
+    pooled = bool(settings.DATABASES["default"]["OPTIONS"].get("pool"))
+    if pooled:
+        wrapper.pool.open(wait=True, timeout=10)
+    else:
+        gc.disable()
+    mode = get_mode(name)
+    run = mode.wrap(make_probe_task("default", thread_sensitive=mode.thread_sensitive))
+    series: list[int] = []
+    timed_out = False
+    for kind in schedule(tasks):
+        try:
+            run(kind)
+        except PoolTimeout:
+            timed_out = True
+            break
+        except Exception:
+            pass
+        if pooled:
+            stats = wrapper.pool.get_stats()
+            series.append(stats["pool_size"] - stats["pool_available"])
+        else:
+            series.append(_server_sessions())
+    print(json.dumps({"series": series, "pool_timeout": timed_out}))
+    sys.stdout.flush()
+    os._exit(0)
+
+
+def _server_sessions() -> int:
+    import psycopg
+    from django.db import connections
+
+    params = connections["default"].get_connection_params()
+    params["application_name"] = "pooldoctor-oracle-observer"
+    with psycopg.connect(**params) as conn:
+        row = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APP,)
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def verdict(series: list[int], pool_timeout: bool) -> str:
+    """leak: the pool ran dry or the count kept growing; pinned: constant and above zero."""
+    if pool_timeout or (len(series) >= 2 and series[-1] > series[0]):
+        return "leak"
+    return "pinned" if series and series[-1] > 0 else "clean"
+
+
+if __name__ == "__main__":
+    main()

