@@ -12,7 +12,6 @@ from collections.abc import Mapping
 
 from rich import box
 from rich.console import Console, OverflowMethod
-from rich.measure import Measurement
 from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
@@ -49,15 +48,19 @@ NO_VALUE = "—"
 # For measuring a table's natural width, which rich otherwise clamps to the console width.
 UNLIMITED_WIDTH = 10_000
 
+# Wide enough for every built-in mode's name and a typical MODULE:ATTR wrapper.
+SUBJECT_MIN_WIDTH = 36
 TABLE_COLUMNS = (
     "Subject",
     "Kind",
     "Verdict",
     "Tasks",
-    "Lost slots",
-    "Lost/task",
+    # Two-line headers keep the numeric columns narrow enough for 100 columns.
+    "Failed",
+    "Lost\nslots",
+    "Lost\nper task",
     "Held",
-    "Exhausted after",
+    "Exhausted\nafter",
 )
 
 
@@ -189,16 +192,14 @@ def pool_line(census: TaskCensus) -> str:
 def _results_table(console: Console, report: Report) -> Table:
     rows: list[tuple[str, ...]] = []
     for result in report.results:
-        tasks = str(result.tasks)
-        if result.failed_tasks:
-            tasks += f" ({result.failed_tasks} failed)"
         exhausted = result.tasks_until_exhaustion
         rows.append(
             (
                 result.subject,
                 result.run.kind,
                 result.verdict.value,
-                tasks,
+                str(result.tasks),
+                str(result.failed_tasks),
                 str(result.lost_slots),
                 f"{result.lost_per_task:.2f}",
                 str(result.held_connections),
@@ -206,20 +207,28 @@ def _results_table(console: Console, report: Report) -> Table:
             )
         )
 
-    table = _table(rows, report, headers=TABLE_COLUMNS)
-    unlimited = console.options.update_width(UNLIMITED_WIDTH)
-    if Measurement.get(console, unlimited, table).maximum > console.width:
-        # Too wide: wrap the long headers between words rather than let rich cut values.
-        table = _table(rows, report, headers=tuple(h.replace(" ", "\n") for h in TABLE_COLUMNS))
-    return table
+    return _table(rows, report, headers=TABLE_COLUMNS)
 
 
 def _table(rows: list[tuple[str, ...]], report: Report, *, headers: tuple[str, ...]) -> Table:
-    table = Table(box=box.SIMPLE_HEAD, header_style="bold", show_edge=False)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        header_style="bold",
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    # Subject names stay whole up to a point; numbers are short and their headers wrap instead.
+    longest = max((len(row[0]) for row in rows), default=len(headers[0]))
     for index, header in enumerate(headers):
         # A subject name too long for a narrow terminal folds onto a second line, never "…".
         overflow: OverflowMethod = "fold" if index == 0 else "ellipsis"
-        table.add_column(header, justify="left" if index < 3 else "right", overflow=overflow)
+        table.add_column(
+            header,
+            justify="left" if index < 3 else "right",
+            overflow=overflow,
+            min_width=min(longest, SUBJECT_MIN_WIDTH) if index == 0 else None,
+        )
     for result, row in zip(report.results, rows, strict=True):
         verdict = Text(row[2], style=VERDICT_STYLES[result.verdict])
         table.add_row(Text(row[0]), Text(row[1]), verdict, *row[3:])

@@ -44,7 +44,7 @@ def test_table_rows(text: str) -> None:
             rows.setdefault(line.split()[0], line.split())  # the table comes first
 
     assert rows["run_async_task"] == [
-        "run_async_task", "wrapper", "leak", "3", "(1", "failed)", "3", "1.00", "0", "4",
+        "run_async_task", "wrapper", "leak", "3", "1", "3", "1.00", "0", "4",
     ]  # fmt: skip
     assert rows["async_to_sync"][1:4] == ["mode", "clean", "3"]
     assert rows["async_to_sync"][-1] == "—"
