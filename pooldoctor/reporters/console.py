@@ -45,8 +45,6 @@ ENVIRONMENT_LABELS: tuple[tuple[str, str], ...] = (
 
 NO_VALUE = "—"
 
-# For measuring a table's natural width, which rich otherwise clamps to the console width.
-UNLIMITED_WIDTH = 10_000
 
 # Wide enough for every built-in mode's name and a typical MODULE:ATTR wrapper.
 SUBJECT_MIN_WIDTH = 36
@@ -83,7 +81,7 @@ def render(report: Report, *, width: int | None = 100, color: bool = False) -> s
     if environment:
         console.print(Text(environment, style="dim"))
     console.print()
-    console.print(_results_table(console, report), soft_wrap=False)
+    console.print(_results_table(report), soft_wrap=False)
     console.print()
 
     for result in report.results:
@@ -189,7 +187,7 @@ def pool_line(census: TaskCensus) -> str:
     )
 
 
-def _results_table(console: Console, report: Report) -> Table:
+def _results_table(report: Report) -> Table:
     rows: list[tuple[str, ...]] = []
     for result in report.results:
         exhausted = result.tasks_until_exhaustion
