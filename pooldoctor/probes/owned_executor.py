@@ -9,13 +9,12 @@ and the cleanup runs where the connection lives.
 
 from __future__ import annotations
 
-import asyncio
-import functools
 import inspect
 from concurrent.futures import ThreadPoolExecutor
 
 from pooldoctor.probes import SyncTask, register
 from pooldoctor.probes.task import AsyncTask
+from pooldoctor.probes.thread_sensitive_context_closed import cleaned_in_context
 
 FIX = """\
 import asyncio, functools
@@ -55,20 +54,7 @@ def _unavailable() -> str | None:
 
 @register(__name__, order=70, unavailable=_unavailable, fix=FIX)
 def wrap(task: AsyncTask) -> SyncTask:
-    from asgiref.sync import ThreadSensitiveContext, sync_to_async
-    from django.db import close_old_connections
+    from asgiref.sync import ThreadSensitiveContext
 
     executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="pooldoctor-orm")
-
-    @functools.wraps(task)
-    def run(kind: str) -> int:
-        async def in_context() -> int:
-            async with ThreadSensitiveContext(executor=executor):
-                try:
-                    return await task(kind)
-                finally:
-                    await sync_to_async(close_old_connections)()
-
-        return asyncio.run(in_context())
-
-    return run
+    return cleaned_in_context(task, lambda: ThreadSensitiveContext(executor=executor))

@@ -8,23 +8,11 @@ threads opened its own Django connection, and nothing closes them (asgiref ``syn
 
 from __future__ import annotations
 
-import asyncio
-import functools
-
-from pooldoctor.probes import SyncTask, register
+from pooldoctor.probes import SyncTask, close_old_connections, register
 from pooldoctor.probes.task import AsyncTask
 
 
 @register(__name__, order=60, thread_sensitive=False)
 def wrap(task: AsyncTask) -> SyncTask:
-    from django.db import close_old_connections
-
-    @functools.wraps(task)
-    def run(kind: str) -> int:
-        close_old_connections()
-        try:
-            return asyncio.run(task(kind))
-        finally:
-            close_old_connections()
-
-    return run
+    # Run exactly as close-old-connections runs; only where the probe's ORM calls go differs.
+    return close_old_connections.wrap(task)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
+from typing import Any
 
 from pooldoctor.probes import SyncTask, register
 from pooldoctor.probes.task import AsyncTask
@@ -37,13 +39,21 @@ def run_async_task(func):
 
 @register(__name__, order=40, fix=FIX)
 def wrap(task: AsyncTask) -> SyncTask:
-    from asgiref.sync import ThreadSensitiveContext, sync_to_async
+    from asgiref.sync import ThreadSensitiveContext
+
+    return cleaned_in_context(task, ThreadSensitiveContext)
+
+
+def cleaned_in_context(task: AsyncTask, context: Callable[[], Any]) -> SyncTask:
+    """``asyncio.run`` the task inside ``context()``, with ``close_old_connections()`` run on the
+    context's ORM thread before it exits, failed tasks included."""
+    from asgiref.sync import sync_to_async
     from django.db import close_old_connections
 
     @functools.wraps(task)
     def run(kind: str) -> int:
         async def in_context() -> int:
-            async with ThreadSensitiveContext():
+            async with context():
                 try:
                     return await task(kind)
                 finally:
