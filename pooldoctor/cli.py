@@ -6,6 +6,7 @@ reached --fail-on; 2 usage error; 3 the check could not run; 130 interrupted.
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import tomllib
@@ -37,7 +38,7 @@ def cli() -> None:
     outside a request (Celery tasks, scripts, management commands)."""
 
 
-def _report_options(func: Any) -> Any:
+def _report_options(func: Any, fail_on: str = "leak") -> Any:
     for option in reversed(
         [
             click.option(
@@ -55,7 +56,7 @@ def _report_options(func: Any) -> Any:
             click.option(
                 "--fail-on",
                 type=click.Choice(["leak", "pinned", "never"]),
-                default="leak",
+                default=fail_on,
                 show_default=True,
                 help="Exit 1 when a project wrapper's verdict is at or above this.",
             ),
@@ -142,7 +143,7 @@ def check(list_modes: bool, **kwargs: Any) -> int:
     show_default=True,
     help="Where to run the demo.",
 )
-@_report_options
+@functools.partial(_report_options, fail_on="never")
 def demo(**kwargs: Any) -> int:
     """Run check on the bundled leaking project (its wrapper follows the widely shared recipe),
     against an ephemeral PostgreSQL unless --database says otherwise."""
@@ -160,8 +161,6 @@ def demo(**kwargs: Any) -> int:
         modes=None,
         cwd=str(project),
     )
-    if kwargs["fail_on"] == "leak" and not os.environ.get("CI"):
-        kwargs["fail_on"] = "never"
     return _check(**kwargs)
 
 

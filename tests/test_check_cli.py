@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -230,3 +231,11 @@ def test_both_entry_points_report_the_version(entry: list[str]) -> None:
     proc = subprocess.run([*entry, "--version"], capture_output=True, text=True, check=False)
     assert proc.returncode == 0
     assert "pooldoctor, version 0.1.0" in proc.stdout
+
+
+def test_demo_shows_the_recipe_leaking_and_exits_zero(database_url: str) -> None:
+    proc = pooldoctor("demo", "--database", database_url, "--format", "json", cwd=Path("/"))
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["verdict"] == "leak"
+    assert by_subject(report)["mysite.celeryapp:async_task()"]["evidence"]["celery_task"] is True
