@@ -1,13 +1,15 @@
 """Command line: parse options, call the pipeline, render, return an exit code.
 
 Exit codes (``pooldoctor.errors.ExitCode``): 0 nothing reached --fail-on; 1 a project wrapper
-reached --fail-on; 2 usage error; 3 the check could not run; 130 interrupted.
+reached --fail-on; 2 usage error; 3 the check could not run; 130 interrupted (Ctrl-C, SIGTERM,
+SIGHUP).
 """
 
 from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
 import tomllib
 import traceback
@@ -26,7 +28,7 @@ from pooldoctor.reporters import Format, infer_format, render
 EXIT_CODES_HELP = (
     "Exit codes: 0 nothing reached --fail-on; 1 a project wrapper reached --fail-on; "
     "2 usage error; 3 the check could not run (settings, database, engine, wrapper, missing "
-    "extra); 130 interrupted."
+    "extra); 130 interrupted (Ctrl-C, SIGTERM or SIGHUP)."
 )
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
 
@@ -231,8 +233,16 @@ def _pyproject_wrappers(directory: Path) -> list[str]:
     return wrappers
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: returns the exit code instead of raising SystemExit."""
+    # CI cancellation and `timeout` send SIGTERM, a closed terminal SIGHUP: clean up as for Ctrl-C
+    # (subject processes run in their own sessions and would otherwise outlive pooldoctor).
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _interrupt)
     args = sys.argv[1:] if argv is None else argv
     debug = "--debug" in args
     try:

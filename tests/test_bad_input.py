@@ -247,3 +247,38 @@ def test_no_stray_session_after_a_normal_run(database_url: str) -> None:
     assert _wait_for(lambda: pooldoctor_backends(database_url) == [])
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+def test_sigterm_cleans_up_like_ctrl_c(database_url: str) -> None:
+    # GIVEN a check busy with subject processes (CI cancellation sends SIGTERM)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "pooldoctor",
+            "check",
+            "--settings",
+            "extras.settings",
+            "--wrapper",
+            "extras.wrappers:hangs",
+            "--database",
+            database_url,
+            "--task-timeout",
+            "60",
+        ],
+        cwd=EXTRAS,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert _wait_for(lambda: len(_children(proc.pid)) > 0), "no subject process started"
+        children = _children(proc.pid)
+        proc.terminate()
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err
+    assert [pid for pid in children if _alive(pid)] == []
+    assert _wait_for(lambda: pooldoctor_backends(database_url) == [])
