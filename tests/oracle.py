@@ -19,6 +19,7 @@ from psycopg_pool import PoolTimeout
 
 from pooldoctor.probes import get_mode
 from pooldoctor.probes.task import make_probe_task, schedule
+from pooldoctor.subjects import apply_wrapper, load_wrapper
 
 APP = f"pooldoctor-oracle-{os.getpid()}"
 
@@ -34,6 +35,11 @@ def main() -> None:
 
         entry.update(parse_database_url(os.environ["DATABASE_URL"]))
     entry["OPTIONS"]["application_name"] = APP
+    pool_options = entry["OPTIONS"].get("pool")
+    if pool_options:
+        # Full from the start (no background growth to blur the counters), and quick to give up.
+        pool_options["min_size"] = pool_options.get("max_size", 4)
+        pool_options["timeout"] = 2
     django.setup()
     from django.db import connections
 
@@ -43,8 +49,12 @@ def main() -> None:
         wrapper.pool.open(wait=True, timeout=10)
     else:
         gc.disable()
-    mode = get_mode(name)
-    run = mode.wrap(make_probe_task("default", thread_sensitive=mode.thread_sensitive))
+    if ":" in name:  # a project wrapper, MODULE:ATTR
+        sys.path.insert(0, os.getcwd())
+        run = apply_wrapper(name, load_wrapper(name), make_probe_task("default"))
+    else:
+        mode = get_mode(name)
+        run = mode.wrap(make_probe_task("default", thread_sensitive=mode.thread_sensitive))
     series: list[int] = []
     timed_out = False
     for kind in schedule(tasks):

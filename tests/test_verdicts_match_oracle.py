@@ -13,9 +13,10 @@ import os
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
-from conftest import PROJECTS, by_subject, check_json
+from conftest import FIXTURES, PROJECTS, by_subject, check_json
 
 from pooldoctor.probes import all_modes
 
@@ -30,18 +31,21 @@ CONFIGURATIONS = {
 }
 
 
-def _oracle(mode: str, env: dict[str, str], database_url: str) -> str:
-    # The oracle fills the pool to max_size first and fails fast on exhaustion.
-    extra = {"POOL_MIN": "4", "POOL_TIMEOUT": "2"} if env.get("POOL") else {}
+def _oracle(
+    subject: str,
+    env: dict[str, str],
+    database_url: str,
+    project: Path = PROJECTS / "extras",
+    settings: str = "extras.settings",
+) -> str:
     proc = subprocess.run(
-        [sys.executable, str(ORACLE), mode, "12"],
-        cwd=PROJECTS / "extras",
+        [sys.executable, str(ORACLE), subject, "12"],
+        cwd=project,
         env={
             **os.environ,
             **env,
-            **extra,
-            "DJANGO_SETTINGS_MODULE": "extras.settings",
-            "PYTHONPATH": str(PROJECTS / "extras"),
+            "DJANGO_SETTINGS_MODULE": settings,
+            "PYTHONPATH": str(project),
             "DATABASE_URL": database_url,
         },
         capture_output=True,
@@ -69,3 +73,23 @@ def test_every_mode_matches_the_independent_measurement(config: str, database_ur
     # THEN pooldoctor's verdict is the oracle's, mode by mode
     got = {name: r["verdict"] for name, r in by_subject(report).items()}
     assert got == expected
+
+
+@pytest.mark.parametrize("fixture", ["leaky", "fixed"])
+def test_fixture_wrappers_match_the_independent_measurement(
+    fixture: str, database_url: str
+) -> None:
+    project = FIXTURES / fixture
+    wrappers = ["mysite.celeryapp:async_task_wrapper", "mysite.celeryapp:async_task()"]
+    _, report = check_json(
+        "--settings", "mysite.settings", "--modes", "async-to-sync",
+        *(arg for w in wrappers for arg in ("--wrapper", w)),
+        cwd=project, database_url=database_url,
+    )  # fmt: skip
+    expected = {
+        w: _oracle(w, {}, database_url, project=project, settings="mysite.settings")
+        for w in wrappers
+    }
+    got = {w: by_subject(report)[w]["verdict"] for w in wrappers}
+    assert got == expected
+    assert set(got.values()) == ({"leak"} if fixture == "leaky" else {"clean"})

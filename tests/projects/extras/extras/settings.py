@@ -5,11 +5,7 @@ import os
 SECRET_KEY = "pooldoctor-tests"
 USE_TZ = True
 INSTALLED_APPS: list[str] = []
-_pool = {
-    "min_size": int(os.environ.get("POOL_MIN", "1")),
-    "max_size": 4,
-    "timeout": float(os.environ.get("POOL_TIMEOUT", "30")),
-}
+_pool = {"min_size": 1, "max_size": 4, "timeout": 30}
 _options = {"pool": _pool} if os.environ.get("POOL") else {}
 DATABASES = {
     "default": {
