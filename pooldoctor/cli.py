@@ -213,7 +213,13 @@ def _emit(report: Report, fmt: Format, output: str | None, fail_on: str) -> None
     color = output is None and sys.stdout.isatty()
     text = render(report, fmt, fail_on=fail_on, width=None if color else 100, color=color)
     if output:
-        Path(output).write_text(text)
+        try:
+            Path(output).write_text(text)
+        except OSError as exc:
+            raise UsageError(
+                f"cannot write the report to {output}: {exc.strerror}",
+                "pass an --output path in an existing, writable directory",
+            ) from exc
         click.echo(f"pooldoctor: {report.verdict.value}: report written to {output}", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))

@@ -144,6 +144,14 @@ def test_bad_wrappers(wrapper: str, code: int, expected: str, database_url: str)
     )
 
 
+def test_unwritable_output_is_a_usage_error(database_url: str) -> None:
+    _fails(
+        check("--settings", "extras.settings", "-o", "/nonexistent/dir/report.json",
+              database_url=database_url),
+        2, "cannot write the report to /nonexistent/dir/report.json",
+    )  # fmt: skip
+
+
 def test_unknown_mode_suggests_one() -> None:
     proc = pooldoctor(
         "check", "--settings", "extras.settings", "--modes", "asyncio-rnu", cwd=EXTRAS
