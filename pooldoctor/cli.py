@@ -188,6 +188,12 @@ def _check(
             "no settings module", "pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE"
         )
     cwd = cwd or os.getcwd()
+    if output and not os.access(Path(output).resolve().parent, os.W_OK):
+        # Before minutes of measuring, not after.
+        raise UsageError(
+            f"cannot write the report to {output}: its directory is missing or read-only",
+            "pass an --output path in an existing, writable directory",
+        )
     options = CheckOptions(
         settings=settings,
         alias=alias,

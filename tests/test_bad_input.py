@@ -148,7 +148,7 @@ def test_unwritable_output_is_a_usage_error(database_url: str) -> None:
     _fails(
         check("--settings", "extras.settings", "-o", "/nonexistent/dir/report.json",
               database_url=database_url),
-        2, "cannot write the report to /nonexistent/dir/report.json",
+        2, "cannot write the report to /nonexistent/dir/report.json: its directory",
     )  # fmt: skip
 
 
