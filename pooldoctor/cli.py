@@ -7,23 +7,28 @@ SIGHUP).
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import signal
 import sys
 import tomllib
 import traceback
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
+from rich.console import Console
 
 from pooldoctor import __version__, verdict
 from pooldoctor.check import CheckOptions, run_check
 from pooldoctor.errors import ExitCode, PooldoctorError, UsageError
-from pooldoctor.model import Report
+from pooldoctor.isolation import Progress
+from pooldoctor.model import Report, SubjectRun
 from pooldoctor.probes import all_modes
 from pooldoctor.reporters import Format, infer_format, render
+from pooldoctor.subjects import Subject
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 nothing reached --fail-on; 1 a project wrapper reached --fail-on; "
@@ -207,12 +212,30 @@ def _check(
         cwd=cwd,
         debug=debug,
     )
-    report = run_check(options)
+    with _progress(len(options.wrappers) + len(options.modes or all_modes())) as progress:
+        report = run_check(options, progress=progress)
     _emit(report, infer_format(output, fmt), output, fail_on)
     failing = [
         r for r in report.results if r.run.kind == "wrapper" and verdict.fails(r.verdict, fail_on)
     ]
     return ExitCode.FAILED if failing else ExitCode.OK
+
+
+@contextlib.contextmanager
+def _progress(total: int) -> Iterator[Progress | None]:
+    """A live line on stderr while subjects run, only when a person is watching."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    console = Console(stderr=True)
+    with console.status(f"measuring 0 of {total} subjects") as status:
+        done: list[str] = []
+
+        def advance(subject: Subject, run: SubjectRun) -> None:
+            done.append(subject.name)
+            status.update(f"measuring {len(done)} of {total} subjects (done: {subject.name})")
+
+        yield advance
 
 
 def _emit(report: Report, fmt: Format, output: str | None, fail_on: str) -> None:

@@ -20,9 +20,12 @@ RAISE_AFTER_QUERY = "raise-after-query"
 RAISE_IN_ATOMIC = "raise-in-atomic"
 OPEN_TRANSACTION = "open-transaction"
 
-# Where each failing kind falls in a run of tasks: after a few clean tasks, so that the effect of
-# a success is measured before the first failure, and spread out so each failure's effect shows.
+# Where each failing kind falls in every block of tasks: after a few clean tasks, so that the
+# effect of a success is measured before the first failure, and spread out so each failure's
+# effect shows. Longer runs repeat the block, so a poisoned connection meets a second
+# open-transaction task ("can't change 'autocommit' now").
 _FAILURES = {3: RAISE_AFTER_QUERY, 5: RAISE_IN_ATOMIC, 7: OPEN_TRANSACTION}
+_BLOCK = 12
 
 AsyncTask = Callable[[str], Coroutine[Any, Any, int]]
 
@@ -33,7 +36,7 @@ class ProbeFailure(Exception):
 
 def schedule(tasks: int) -> list[str]:
     """The kind of each task in a run of ``tasks``; short runs still fail at least once."""
-    kinds = [_FAILURES.get(i, OK) for i in range(tasks)]
+    kinds = [_FAILURES.get(i % _BLOCK, OK) for i in range(tasks)]
     if tasks >= 2 and all(k == OK for k in kinds):
         kinds[-1] = RAISE_AFTER_QUERY
     return kinds

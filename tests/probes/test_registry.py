@@ -63,5 +63,10 @@ def test_schedule_fails_each_way_once_in_a_default_run() -> None:
     assert kinds[:3] == [OK, OK, OK]  # clean tasks are measured before the first failure
 
 
+def test_longer_runs_repeat_the_failures() -> None:
+    kinds = schedule(24)
+    assert kinds[12:] == kinds[:12]
+
+
 def test_short_runs_still_fail_once() -> None:
     assert schedule(2) == [OK, RAISE_AFTER_QUERY]
