@@ -28,6 +28,9 @@ from pooldoctor.isolation import Progress
 from pooldoctor.model import Report, SubjectRun
 from pooldoctor.probes import all_modes
 from pooldoctor.reporters import Format, infer_format, render
+from pooldoctor.scan.report import ScanFormat
+from pooldoctor.scan.report import render as render_scan
+from pooldoctor.scan.run import run_scan, select_checks
 from pooldoctor.subjects import Subject
 
 EXIT_CODES_HELP = (
@@ -255,6 +258,11 @@ def _emit(report: Report, fmt: Format, output: str | None, fail_on: str) -> None
 
 
 def _pyproject_wrappers(directory: Path) -> list[str]:
+    return _config_list(directory, "wrappers")
+
+
+def _config_list(directory: Path, key: str) -> list[str]:
+    """A list of strings from ``[tool.pooldoctor]`` in ``directory``'s pyproject.toml."""
     path = directory / "pyproject.toml"
     if not path.is_file():
         return []
@@ -262,10 +270,70 @@ def _pyproject_wrappers(directory: Path) -> list[str]:
         config = tomllib.loads(path.read_text()).get("tool", {}).get("pooldoctor", {})
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path} is not valid TOML: {exc}") from exc
-    wrappers = config.get("wrappers", [])
-    if not isinstance(wrappers, list) or not all(isinstance(w, str) for w in wrappers):
-        raise UsageError(f"{path}: [tool.pooldoctor] wrappers must be a list of strings")
-    return wrappers
+    values = config.get(key, [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise UsageError(f"{path}: [tool.pooldoctor] {key} must be a list of strings")
+    return values
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
+@click.option("--select", default="", help="Comma-separated check codes or prefixes to run.")
+@click.option("--ignore", default="", help="Comma-separated check codes or prefixes to skip.")
+@click.option("--exclude", multiple=True, help="A glob of paths to leave out (repeatable).")
+@click.option("--list-checks", is_flag=True, help="List every check and exit.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice([f.value for f in ScanFormat]),
+    default="text",
+    show_default=True,
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Write the report to FILE instead of stdout.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(["info", "warning", "error", "never"]),
+    default="warning",
+    show_default=True,
+    help="Exit 1 when a finding of this severity or worse is present.",
+)
+def scan(
+    paths: tuple[Path, ...],
+    select: str,
+    ignore: str,
+    exclude: tuple[str, ...],
+    list_checks: bool,
+    fmt: str,
+    output: str | None,
+    fail_on: str,
+) -> int:
+    """Read the project's source and settings (never importing or running them) and report the
+    ways of running async ORM code and configuring pools and workers that leak or break.
+
+    Suppress one line with a comment: # pooldoctor: ignore[PD303]. Defaults for --select,
+    --ignore and --exclude come from [tool.pooldoctor] select/ignore/exclude in pyproject.toml.
+    """
+    root = Path.cwd()
+    codes = [c.strip() for c in select.split(",") if c.strip()] or _config_list(root, "select")
+    skipped = [c.strip() for c in ignore.split(",") if c.strip()] or _config_list(root, "ignore")
+    checks = select_checks(codes, skipped)
+    if list_checks:
+        for check in checks:
+            click.echo(f"{check.code}  {check.severity.value:7}  {check.name}: {check.summary}")
+        return ExitCode.OK
+    excluded = [*exclude, *_config_list(root, "exclude")]
+    result = run_scan(root, list(paths), checks, excluded)
+    text = render_scan(result, ScanFormat(fmt), checks)
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+    return ExitCode.FAILED if result.reaches(fail_on) else ExitCode.OK
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -1,0 +1,131 @@
+"""Rendering a scan: text, JSON, SARIF 2.1.0 and GitHub workflow annotations.
+
+Each renderer is a pure function of the result; identical results give identical bytes.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Sequence
+
+from pooldoctor import __version__
+from pooldoctor.scan.checks import Check
+from pooldoctor.scan.model import ScanResult
+
+SARIF_LEVELS = {"info": "note", "warning": "warning", "error": "error"}
+
+
+class ScanFormat(enum.StrEnum):
+    TEXT = "text"
+    JSON = "json"
+    SARIF = "sarif"
+    GITHUB = "github"
+
+
+def render(result: ScanResult, fmt: ScanFormat, checks: Sequence[Check]) -> str:
+    if fmt is ScanFormat.JSON:
+        return as_json(result)
+    if fmt is ScanFormat.SARIF:
+        return as_sarif(result, checks)
+    if fmt is ScanFormat.GITHUB:
+        return as_github(result)
+    return as_text(result)
+
+
+def as_text(result: ScanResult) -> str:
+    lines = []
+    for f in result.findings:
+        lines.append(f"{f.file}:{f.line}:{f.column}: {f.code} {f.severity.value}: {f.message}")
+        lines.append(f"    fix: {f.fix}")
+    count = len(result.findings)
+    noun = "finding" if count == 1 else "findings"
+    lines.append(f"{count} {noun} in {result.files_scanned} files")
+    return "\n".join(lines) + "\n"
+
+
+def as_json(result: ScanResult) -> str:
+    data = {
+        "schema": 1,
+        "findings": [
+            {
+                "code": f.code,
+                "severity": f.severity.value,
+                "file": f.file,
+                "line": f.line,
+                "column": f.column,
+                "message": f.message,
+                "fix": f.fix,
+            }
+            for f in result.findings
+        ],
+        "files_scanned": result.files_scanned,
+    }
+    return json.dumps(data, indent=2, sort_keys=True) + "\n"
+
+
+def as_sarif(result: ScanResult, checks: Sequence[Check]) -> str:
+    rules = [
+        {
+            "id": c.code,
+            "name": c.name,
+            "shortDescription": {"text": c.summary},
+            "fullDescription": {"text": " ".join(c.doc.split())},
+            "help": {"text": c.fix},
+            "defaultConfiguration": {"level": SARIF_LEVELS[c.severity.value]},
+        }
+        for c in checks
+    ]
+    results = [
+        {
+            "ruleId": f.code,
+            "level": SARIF_LEVELS[f.severity.value],
+            "message": {"text": f"{f.message} Fix: {f.fix}"},
+            "locations": [
+                {
+                    "physicalLocation": {
+                        "artifactLocation": {"uri": f.file, "uriBaseId": "%SRCROOT%"},
+                        "region": {"startLine": f.line, "startColumn": f.column},
+                    }
+                }
+            ],
+        }
+        for f in result.findings
+    ]
+    sarif = {
+        "$schema": "https://json.schemastore.org/sarif-2.1.0.json",
+        "version": "2.1.0",
+        "runs": [
+            {
+                "tool": {
+                    "driver": {
+                        "name": "pooldoctor",
+                        "version": __version__,
+                        "informationUri": "https://pypi.org/project/pooldoctor/",
+                        "rules": rules,
+                    }
+                },
+                "results": results,
+            }
+        ],
+    }
+    return json.dumps(sarif, indent=2, sort_keys=True) + "\n"
+
+
+def as_github(result: ScanResult) -> str:
+    """``::error file=...,line=...,col=...,title=PD303::message`` lines for GitHub Actions."""
+    levels = {"info": "notice", "warning": "warning", "error": "error"}
+    lines = [
+        f"::{levels[f.severity.value]} file={_escape_property(f.file)},line={f.line},"
+        f"col={f.column},title={f.code}::{_escape_data(f'{f.message} Fix: {f.fix}')}"
+        for f in result.findings
+    ]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_property(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
