@@ -18,7 +18,8 @@ from pooldoctor.scan.syntax import calls, dotted, last_name
 
 # "celery==5.5.3", "celery[redis]>=5.4,<5.6", 'celery = "5.5.3"', name = "celery"\nversion = "5.5.3"
 _PIN = re.compile(
-    r"(?im)^[ \t]*[\"']?celery(?:\[[^\]]*\])?[\"']?\s*(?:==|===|~=|=)\s*[\"']?\^?(\d+)\.(\d+)(?:\.(\d+))?"
+    r"(?im)^[ \t]*[\"']?celery(?:\[[^\]]*\])?[\"']?\s*(?:==|===|~=|=)\s*[\"']?\^?"
+    r"(\d+)\.(\d+)(?:\.(\d+))?"
 )
 _LOCK = re.compile(r'(?m)^name\s*=\s*"celery"\s*\nversion\s*=\s*"(\d+)\.(\d+)(?:\.(\d+))?"')
 _UPPER = re.compile(r"(?im)^[ \t]*[\"']?celery(?:\[[^\]]*\])?[^\n#]*<\s*(\d+)\.(\d+)")

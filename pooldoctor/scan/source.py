@@ -52,7 +52,7 @@ class SourceFile:
 
     @functools.cached_property
     def module_name(self) -> str:
-        """A dotted module name guessed from the path (``mysite/celeryapp.py`` → ``mysite.celeryapp``)."""
+        """The dotted module name of the path: ``mysite/tasks.py`` → ``mysite.tasks``."""
         parts = list(Path(self.relative).with_suffix("").parts)
         if parts and parts[-1] == "__init__":
             parts.pop()
