@@ -141,3 +141,12 @@ def keyword(call: ast.Call, name: str) -> ast.expr | None:
 
 def is_false(node: ast.expr | None) -> bool:
     return isinstance(node, ast.Constant) and node.value is False
+
+
+def thread_sensitive_contexts(node: ast.AST) -> Iterator[ast.AsyncWith]:
+    """``async with ThreadSensitiveContext():`` blocks anywhere in ``node``."""
+    for child in ast.walk(node):
+        if isinstance(child, ast.AsyncWith) and any(
+            last_name(item.context_expr) == "ThreadSensitiveContext" for item in child.items
+        ):
+            yield child

@@ -14,7 +14,7 @@ from pooldoctor.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.source import SourceFile
-from pooldoctor.scan.syntax import celery_tasks
+from pooldoctor.scan.syntax import celery_tasks, is_celery_task_decorator
 
 FIX = (
     "keep the task sync and run the coroutine from it with a wrapper that measured clean "
@@ -27,7 +27,11 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if source.tree is None or "async def" not in source.text:
         return
     for task in celery_tasks(source.tree):
-        if isinstance(task, ast.AsyncFunctionDef):
+        # Decorators apply bottom up: one below the task decorator (@async_to_sync, a project's
+        # run_async) hands Celery a sync function.
+        if isinstance(task, ast.AsyncFunctionDef) and is_celery_task_decorator(
+            task.decorator_list[-1]
+        ):
             yield Hit(
                 task.lineno,
                 task.col_offset + 1,
