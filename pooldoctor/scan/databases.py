@@ -66,7 +66,14 @@ def _default_of_env_call(node: ast.AST) -> object:
             except (ValueError, TypeError, SyntaxError):
                 return NOT_LITERAL
         if last_name(node.func) in {"int", "float"} and node.args:
-            return _default_of_env_call(node.args[0])
+            # int(os.environ.get("X", "0")) is 0, not the string "0" (which is truthy).
+            inner = _default_of_env_call(node.args[0])
+            if isinstance(inner, str | int | float):
+                try:
+                    return int(inner) if last_name(node.func) == "int" else float(inner)
+                except ValueError:
+                    return NOT_LITERAL
+            return NOT_LITERAL
     return NOT_LITERAL
 
 

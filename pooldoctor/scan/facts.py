@@ -17,9 +17,10 @@ from pooldoctor.scan.source import SourceFile
 from pooldoctor.scan.syntax import calls, dotted, last_name
 
 # "celery==5.5.3", "celery[redis]>=5.4,<5.6", 'celery = "5.5.3"', name = "celery"\nversion = "5.5.3"
+# (also dependencies = ["django", "celery==5.5.3"] and Pipfile's celery = "==5.5.3")
 _PIN = re.compile(
-    r"(?im)^[ \t]*[\"']?celery(?:\[[^\]]*\])?[\"']?\s*(?:==|===|~=|=)\s*[\"']?\^?"
-    r"(\d+)\.(\d+)(?:\.(\d+))?"
+    r"(?im)(?:^|[\[,])[ \t]*[\"']?celery(?:\[[^\]]*\])?[\"']?\s*(?:==|===|~=|=)\s*[\"']?"
+    r"(?:\^|==|~=)?(\d+)\.(\d+)(?:\.(\d+))?"
 )
 _LOCK = re.compile(r'(?m)^name\s*=\s*"celery"\s*\nversion\s*=\s*"(\d+)\.(\d+)(?:\.(\d+))?"')
 _UPPER = re.compile(r"(?im)^[ \t]*[\"']?celery(?:\[[^\]]*\])?[^\n#]*<\s*(\d+)\.(\d+)")
@@ -71,8 +72,8 @@ def gather(files: Sequence[SourceFile]) -> Facts:
             continue
         if "gunicorn" in text or source.relative.endswith("gunicorn.conf.py"):
             uses_gunicorn = True
-        if "celery" not in text and "DATABASES" not in text and "pool" not in text:
-            continue
+        if not any(word in text for word in ("celery", "DATABASES", "pool", "post_")):
+            continue  # "post_": a gunicorn post_fork hook may only call connections.close_all()
         tree = source.tree
         if tree is None:
             continue

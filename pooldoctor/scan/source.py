@@ -84,7 +84,9 @@ def discover(
             relative = _relative(path, root)
             if any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(path.name, p) for p in patterns):
                 continue
-            if path.suffix == ".py" or TEXT_NAMES.match(path.name):
+            # requirements/base.txt, requirements/production.in (cookiecutter-django, pip-tools)
+            pinned = path.parent.name == "requirements" and path.suffix in {".txt", ".in"}
+            if path.suffix == ".py" or TEXT_NAMES.match(path.name) or pinned:
                 yield SourceFile(path, relative)
 
 
