@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import os
 import threading
 import time
 import weakref
@@ -42,6 +43,7 @@ class _Tracked:
     thread_name: str
     thread_role: str
     since: float
+    opened_in_pid: int
 
 
 class Ledger:
@@ -50,6 +52,8 @@ class Ledger:
     def __init__(self, alias: str) -> None:
         self.alias = alias
         self.lost_dead = 0
+        self.opened = 0
+        """Connection objects first seen in this process: new server sessions (churn)."""
         self._tracked: dict[int, _Tracked] = {}
         self._lock = threading.Lock()
 
@@ -64,7 +68,8 @@ class Ledger:
         raw = connection.connection
         thread = threading.current_thread()
         with self._lock:
-            known = id(raw) in self._tracked and self._tracked[id(raw)].ref() is raw
+            previous = self._tracked.get(id(raw))
+            known = previous is not None and previous.ref() is raw
             self._tracked[id(raw)] = _Tracked(
                 ref=weakref.ref(raw),
                 wrapper=weakref.ref(connection),
@@ -72,11 +77,36 @@ class Ledger:
                 thread_name=thread.name,
                 thread_role=thread_role(thread),
                 since=time.monotonic(),
+                opened_in_pid=previous.opened_in_pid if previous and known else os.getpid(),
             )
+            if not known:
+                self.opened += 1
         if not known:
             # The finalizer holds the pgconn, not the connection: the connection can still die,
             # and the pgconn is released (socket closed) right after the callback, as without us.
             weakref.finalize(raw, self._on_death, id(raw), raw.pgconn)
+
+    def adopt_inherited(self, pool: Any) -> int:
+        """In a forked child: the idle connections the pool brought from the parent. They were
+        opened (maybe by the pool's own threads) before the fork, in the parent."""
+        parent = os.getppid()
+        adopted = 0
+        for raw in list(getattr(pool, "_pool", ())):
+            with self._lock:
+                if id(raw) not in self._tracked:
+                    self._tracked[id(raw)] = _Tracked(
+                        ref=weakref.ref(raw),
+                        wrapper=weakref.ref(raw),  # no Django wrapper holds it yet
+                        thread=weakref.ref(threading.current_thread()),
+                        thread_name="(parent process)",
+                        thread_role="inherited from the parent",
+                        since=time.monotonic(),
+                        opened_in_pid=parent,
+                    )
+                    adopted += 1
+                else:
+                    self._tracked[id(raw)].opened_in_pid = parent
+        return adopted
 
     def _on_death(self, key: int, pgconn: Any) -> None:
         with self._lock:
@@ -122,7 +152,7 @@ def _describe(raw: Any, entry: _Tracked, pool: Any, now: float) -> ThreadConnect
     # the connection goes back); without a pool, "checked out" means open.
     checked_out = (getattr(raw, "_pool", None) is pool) if pool is not None else is_open
     wrapper = entry.wrapper()
-    owned = wrapper is not None and wrapper.connection is raw
+    owned = wrapper is not None and getattr(wrapper, "connection", None) is raw
     pgconn = raw.pgconn
     autocommit = wrapper.autocommit if owned and wrapper is not None else None
     return ThreadConnection(
@@ -136,6 +166,7 @@ def _describe(raw: Any, entry: _Tracked, pool: Any, now: float) -> ThreadConnect
         autocommit=autocommit,
         held_seconds=round(now - entry.since, 3) if checked_out else 0.0,
         backend_pid=pgconn.backend_pid if is_open else None,
+        opened_in_pid=entry.opened_in_pid,
     )
 
 

@@ -31,6 +31,7 @@ from pooldoctor.reporters import Format, infer_format, render
 from pooldoctor.scan.report import ScanFormat
 from pooldoctor.scan.report import render as render_scan
 from pooldoctor.scan.run import run_scan, select_checks
+from pooldoctor.simulate.fleet import FleetOptions
 from pooldoctor.subjects import Subject
 
 EXIT_CODES_HELP = (
@@ -255,6 +256,124 @@ def _emit(report: Report, fmt: Format, output: str | None, fail_on: str) -> None
         click.echo(f"pooldoctor: {report.verdict.value}: report written to {output}", err=True)
     else:
         click.echo(text, nl=not text.endswith("\n"))
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--settings",
+    envvar="DJANGO_SETTINGS_MODULE",
+    help="The project's settings module (default: $DJANGO_SETTINGS_MODULE).",
+)
+@click.option(
+    "--pythonpath",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A directory to add to sys.path (repeatable).",
+)
+@click.option("--alias", default="default", show_default=True, help="The database alias.")
+@click.option(
+    "--wrapper",
+    "wrappers",
+    multiple=True,
+    metavar="MODULE:ATTR[()]",
+    help="The project's decorator for async tasks (repeatable).",
+)
+@click.option("--modes", help="Comma-separated built-in modes to run (default: all).")
+@click.option("--database", metavar="URL|embedded", help="Connect to URL or an ephemeral server.")
+@click.option(
+    "--app",
+    metavar="MODULE:ATTR",
+    help="The project's Celery app (default: one built from the settings' CELERY_*).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 32),
+    default=4,
+    show_default=True,
+    help="Worker concurrency (-c).",
+)
+@click.option(
+    "--pool",
+    "worker_pool",
+    type=click.Choice(["prefork", "threads", "solo", "gevent"]),
+    default="prefork",
+    show_default=True,
+    help="Celery's worker pool.",
+)
+@click.option(
+    "--prefork",
+    is_flag=True,
+    help="--pool prefork with the parent opening the pool before the fork (the "
+    "hazardous real-world case).",
+)
+@click.option("--no-warm-parent", is_flag=True, help="With --prefork: do not warm the parent.")
+@click.option(
+    "--broker",
+    default="embedded",
+    show_default=True,
+    metavar="URL|embedded",
+    help="embedded: kombu's filesystem transport in a temporary directory.",
+)
+@click.option(
+    "--django-fixup",
+    type=click.Choice(["auto", "on", "off"]),
+    default="auto",
+    show_default=True,
+    help="Install Celery's Django fix-up (auto: as the app does).",
+)
+@click.option(
+    "--kill-child-at",
+    type=int,
+    default=None,
+    hidden=True,
+    help="Chaos: SIGKILL the worker child running task N.",
+)
+@_report_options
+def simulate(**kwargs: Any) -> int:
+    """Start real Celery workers on the project's own app, feed them probe tasks, and report per
+    worker process what happened to the pool: inherited connections, crossed replies, lost and
+    pinned connections, churn, errors. Runs the project's Celery configuration for real."""
+    from pooldoctor.simulate.report import fails as fleet_fails
+    from pooldoctor.simulate.report import render as render_simulation
+    from pooldoctor.simulate.run import SimulateOptions, run_simulate
+
+    settings = kwargs["settings"]
+    if not settings:
+        raise UsageError("no settings module", "pass --settings or set DJANGO_SETTINGS_MODULE")
+    if kwargs["fmt"] not in (None, "text", "json", "junit"):
+        raise UsageError(f"--format {kwargs['fmt']} is not available for simulate")
+    cwd = os.getcwd()
+    pool = "prefork" if kwargs["prefork"] else kwargs["worker_pool"]
+    options = SimulateOptions(
+        check=CheckOptions(
+            settings=settings, alias=kwargs["alias"],
+            pythonpath=tuple(os.path.abspath(p) for p in kwargs["pythonpath"]),
+            wrappers=tuple(dict.fromkeys([*kwargs["wrappers"], *_pyproject_wrappers(Path(cwd))])),
+            modes=tuple(m.strip() for m in kwargs["modes"].split(",") if m.strip())
+            if kwargs["modes"] else None,
+            tasks=kwargs["tasks"], database=kwargs["database"],
+            task_timeout=kwargs["task_timeout"], jobs=kwargs["jobs"], cwd=cwd,
+            debug=kwargs["debug"],
+        ),
+        fleet=FleetOptions(
+            pool=pool, workers=kwargs["workers"], tasks=kwargs["tasks"],
+            warm_parent=kwargs["prefork"] and not kwargs["no_warm_parent"],
+            django_fixup=kwargs["django_fixup"], broker=kwargs["broker"], app=kwargs["app"],
+            task_timeout=kwargs["task_timeout"], kill_child_at=kwargs["kill_child_at"],
+        ),
+    )  # fmt: skip
+    report = run_simulate(options)
+    output = kwargs["output"]
+    fmt = infer_format(output, kwargs["fmt"]).value
+    text = render_simulation(report, fmt, kwargs["fail_on"])
+    if output:
+        Path(output).write_text(text)
+    else:
+        click.echo(text, nl=False)
+    failing = [
+        r for r in report.results if r.kind == "wrapper" and fleet_fails(r, kwargs["fail_on"])
+    ]
+    return ExitCode.FAILED if failing else ExitCode.OK
 
 
 def _pyproject_wrappers(directory: Path) -> list[str]:

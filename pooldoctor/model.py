@@ -104,6 +104,8 @@ class ThreadConnection:
     autocommit: bool | None
     held_seconds: float
     backend_pid: int | None
+    opened_in_pid: int | None = None
+    """The process that opened it: another process's connection in use means a shared socket."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -9,6 +9,7 @@ in the task's own thread, where Django's cleanup can reach it.
 from __future__ import annotations
 
 import functools
+from typing import Any
 
 from pooldoctor.probes import SyncTask, register
 from pooldoctor.probes.task import AsyncTask
@@ -36,10 +37,10 @@ def wrap(task: AsyncTask) -> SyncTask:
     from django.db import close_old_connections
 
     @functools.wraps(task)
-    def run(kind: str) -> int:
+    def run(*args: Any) -> Any:
         close_old_connections()
         try:
-            return async_to_sync(task)(kind)
+            return async_to_sync(task)(*args)
         finally:
             close_old_connections()
 

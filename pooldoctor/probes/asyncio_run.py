@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from typing import Any
 
 from pooldoctor.probes import SyncTask, register
 from pooldoctor.probes.task import AsyncTask
@@ -18,7 +19,7 @@ from pooldoctor.probes.task import AsyncTask
 @register(__name__, order=10)
 def wrap(task: AsyncTask) -> SyncTask:
     @functools.wraps(task)
-    def run(kind: str) -> int:
-        return asyncio.run(task(kind))
+    def run(*args: Any) -> Any:
+        return asyncio.run(task(*args))
 
     return run

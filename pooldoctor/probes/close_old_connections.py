@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from typing import Any
 
 from pooldoctor.probes import SyncTask, register
 from pooldoctor.probes.task import AsyncTask
@@ -20,10 +21,10 @@ def wrap(task: AsyncTask) -> SyncTask:
     from django.db import close_old_connections
 
     @functools.wraps(task)
-    def run(kind: str) -> int:
+    def run(*args: Any) -> Any:
         close_old_connections()
         try:
-            return asyncio.run(task(kind))
+            return asyncio.run(task(*args))
         finally:
             close_old_connections()
 

@@ -27,7 +27,11 @@ OPEN_TRANSACTION = "open-transaction"
 _FAILURES = {3: RAISE_AFTER_QUERY, 5: RAISE_IN_ATOMIC, 7: OPEN_TRANSACTION}
 _BLOCK = 12
 
-AsyncTask = Callable[[str], Coroutine[Any, Any, int]]
+AsyncTask = Callable[..., Coroutine[Any, Any, Any]]
+
+# token -> (the text the database sent back, the backend pid that answered), filled by probe tasks
+# that are given a token (``pooldoctor simulate``), read by the process that ran them.
+ECHOES: dict[str, tuple[str, int]] = {}
 
 
 class ProbeFailure(Exception):
@@ -77,16 +81,30 @@ def _leave_transaction_open(alias: str) -> None:
     raise ProbeFailure("died mid-transaction with autocommit off")
 
 
+def _echo(alias: str, token: str) -> tuple[str, int]:
+    """Send a token through the connection and read it back, with the backend that answered: a
+    reply that is not our token means another process shares the socket."""
+    from django.db import connections
+
+    with connections[alias].cursor() as cursor:
+        cursor.execute("SELECT %s::text, pg_backend_pid()", [token])
+        row = cursor.fetchone()
+    return str(row[0]), int(row[1])
+
+
 def make_probe_task(alias: str, *, thread_sensitive: bool = True) -> AsyncTask:
-    """The probe coroutine function, taking the task's kind.
+    """The probe coroutine function, taking the task's kind (and, under simulate, a token).
 
     With ``thread_sensitive`` (Django's own async ORM methods) the ORM runs wherever asgiref sends
     thread-sensitive calls; without it every call goes through
     ``sync_to_async(thread_sensitive=False)``, i.e. the event loop's default executor.
     """
 
-    async def probe_task(kind: str) -> int:
+    async def probe_task(kind: str, token: str | None = None) -> int:
         model = catalog_model(alias)
+        if token is not None:
+            echo = sync_to_async(_echo, thread_sensitive=thread_sensitive)
+            ECHOES[token] = await echo(alias, token)
         if thread_sensitive:
             count = await model.objects.acount()
             await model.objects.aget(datname="template1")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from typing import Any
 
 from pooldoctor.probes import SyncTask, register
 from pooldoctor.probes.task import AsyncTask
@@ -23,10 +24,10 @@ def wrap(task: AsyncTask) -> SyncTask:
     from django.db import close_old_connections
 
     @functools.wraps(task)
-    def run(kind: str) -> int:
-        async def in_context() -> int:
+    def run(*args: Any) -> Any:
+        async def in_context() -> Any:
             async with ThreadSensitiveContext():
-                return await task(kind)
+                return await task(*args)
 
         close_old_connections()
         try:

@@ -51,11 +51,11 @@ def cleaned_in_context(task: AsyncTask, context: Callable[[], Any]) -> SyncTask:
     from django.db import close_old_connections
 
     @functools.wraps(task)
-    def run(kind: str) -> int:
-        async def in_context() -> int:
+    def run(*args: Any) -> Any:
+        async def in_context() -> Any:
             async with context():
                 try:
-                    return await task(kind)
+                    return await task(*args)
                 finally:
                     await sync_to_async(close_old_connections)()
 

@@ -1,0 +1,230 @@
+"""One real ``celery worker`` for one subject: start it, feed it probe tasks, collect the records.
+
+The worker runs in its own session with the project's app loaded by
+:mod:`pooldoctor.simulate.worker`; the parent sends tasks through the same broker (kombu's
+filesystem transport in a temporary directory by default, or the URL given) and waits for one
+record per task, bounded in time. The worker's process group is killed at the end, whatever
+happened, so no worker outlives the run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from pooldoctor.probes.task import schedule
+from pooldoctor.project import ProjectSpec
+from pooldoctor.subjects import Subject
+
+# Celery's own words when a prefork child dies (celery/concurrency/asynpool.py).
+CHILD_DIED = re.compile(r"Process '(?P<name>[^']+)' pid:(?P<pid>\d+) exited with '(?P<how>[^']+)'")
+READY_TIMEOUT = 60.0
+SILENCE_MARGIN = 5.0
+_LIVE: set[subprocess.Popen[bytes]] = set()
+_LIVE_LOCK = threading.Lock()
+
+
+def kill_all() -> None:
+    """End every worker this process started (Ctrl-C, SIGTERM): their groups, children included."""
+    with _LIVE_LOCK:
+        procs = list(_LIVE)
+    for proc in procs:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+POLL = 0.05
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetOptions:
+    pool: str
+    workers: int
+    tasks: int
+    warm_parent: bool
+    django_fixup: str
+    broker: str
+    app: str | None
+    task_timeout: float
+    kill_child_at: int | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetRecords:
+    """What came back from one worker: the raw material the judge works on."""
+
+    subject: Subject
+    sent: list[dict[str, Any]]
+    """Per task sent: task_id, index, kind, token."""
+    records: list[dict[str, Any]]
+    ready: dict[str, Any]
+    children_died: list[dict[str, str]]
+    stop_detail: str | None
+    seconds: float
+    log: str = ""
+    """The worker's own output (shown with --debug)."""
+
+
+def broker_conf(broker: str, directory: Path) -> dict[str, Any]:
+    if broker != "embedded":
+        return {"broker_url": broker}
+    queue = directory / "broker"
+    queue.mkdir()
+    return {
+        "broker_url": "filesystem://",
+        "broker_transport_options": {
+            "data_folder_in": str(queue),
+            "data_folder_out": str(queue),
+            "store_processed": False,
+            "polling_interval": POLL,
+        },
+    }
+
+
+def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run_id: str,
+              index: int, *, apply_fix: bool = False) -> FleetRecords:  # fmt: skip
+    started = time.monotonic()
+    directory = Path(tempfile.mkdtemp(prefix="pooldoctor-sim-"))
+    (directory / "records").mkdir()
+    queue_name = f"pooldoctor-{run_id}-{index}"
+    conf = {**broker_conf(options.broker, directory), "task_default_queue": queue_name,
+            "worker_hijack_root_logger": False}  # fmt: skip
+    kinds = schedule(options.tasks)
+    sent = [{"task_id": uuid.uuid4().hex, "index": i, "kind": k, "token": uuid.uuid4().hex}
+            for i, k in enumerate(kinds)]  # fmt: skip
+    spec = {
+        "dir": str(directory),
+        "project": project.to_dict(),
+        "subject": {"kind": subject.kind, "name": subject.name},
+        "app": options.app,
+        "django_fixup": options.django_fixup,
+        "warm_parent": options.warm_parent,
+        "pool": options.pool,
+        "task_timeout": options.task_timeout,
+        "apply_fix": apply_fix,
+        "celery_conf": conf,
+        "application_name": f"pooldoctor:{run_id}:{index}",
+        "kill_token": sent[options.kill_child_at]["token"]
+        if options.kill_child_at is not None and options.kill_child_at < len(sent)
+        else None,
+    }
+    (directory / "spec.json").write_text(json.dumps(spec))
+    log = (directory / "worker.log").open("w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "celery", "-A", "pooldoctor.simulate.worker", "worker",
+         "--pool", options.pool, "--concurrency", str(options.workers), "--loglevel", "WARNING",
+         "--without-gossip", "--without-mingle", "--without-heartbeat",
+         "--hostname", f"{queue_name}@%h", "--queues", queue_name],
+        cwd=project.cwd,
+        env={**os.environ, "POOLDOCTOR_SIMULATE": str(directory / "spec.json")},
+        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )  # fmt: skip
+    with _LIVE_LOCK:
+        _LIVE.add(proc)
+    detail = None
+    try:
+        ready = _wait_ready(proc, directory)
+        _send(conf, ready["task"], sent, queue_name)
+        # A hung task is reported by the worker's own watchdog after task_timeout; silence well
+        # beyond that means the worker itself is stuck.
+        detail = _collect(proc, directory, len(sent), options.task_timeout * len(sent),
+                          options.task_timeout + SILENCE_MARGIN)  # fmt: skip
+    except _FleetError as exc:
+        ready, detail = {}, str(exc)
+    finally:
+        # Read the log before stopping: the children's deaths that count are the ones before.
+        log.flush()
+        output = (directory / "worker.log").read_text(errors="replace")
+        _stop(proc)
+        with _LIVE_LOCK:
+            _LIVE.discard(proc)
+        log.close()
+    records = [json.loads(p.read_text()) for p in sorted((directory / "records").glob("*.json"))]
+    died = [m.groupdict() for m in CHILD_DIED.finditer(output)]
+    if detail and not ready:
+        detail = f"{detail}: {_last_line(output)}"
+    import shutil
+
+    shutil.rmtree(directory, ignore_errors=True)
+    return FleetRecords(subject, sent, records, ready, died, detail,
+                        round(time.monotonic() - started, 3), output)  # fmt: skip
+
+
+class _FleetError(Exception):
+    pass
+
+
+def _wait_ready(proc: subprocess.Popen[bytes], directory: Path) -> dict[str, Any]:
+    deadline = time.monotonic() + READY_TIMEOUT
+    ready = directory / "ready.json"
+    while time.monotonic() < deadline:
+        if ready.exists():
+            return dict(json.loads(ready.read_text()))
+        if proc.poll() is not None:
+            raise _FleetError(f"the worker exited with code {proc.returncode} before it was ready")
+        time.sleep(POLL)
+    raise _FleetError(f"the worker was not ready within {READY_TIMEOUT:g} s")
+
+
+def _send(conf: dict[str, Any], task: str, sent: list[dict[str, Any]], queue: str) -> None:
+    from celery import Celery
+
+    producer = Celery("pooldoctor-producer", set_as_current=False)
+    producer.conf.update(conf)
+    with producer.connection_for_write() as connection:
+        for item in sent:
+            producer.send_task(task, args=[item["kind"], item["token"]], task_id=item["task_id"],
+                               queue=queue, connection=connection)  # fmt: skip
+
+
+def _collect(proc: subprocess.Popen[bytes], directory: Path, expected: int, limit: float,
+             silence: float) -> str | None:  # fmt: skip
+    """Wait for one record per task; stop early on exhaustion (every further task would only time
+    out) or when the worker is gone."""
+    records = directory / "records"
+    deadline = time.monotonic() + limit
+    progress, last = time.monotonic(), 0
+    while time.monotonic() < deadline:
+        found = list(records.glob("*.json"))
+        if len(found) >= expected:
+            return None
+        if len(found) != last:
+            progress, last = time.monotonic(), len(found)
+        elif time.monotonic() - progress > silence:
+            return (f"no task finished for {silence:g} s: {expected - last} tasks hung or never "
+                    "came back")  # fmt: skip
+        if any('"exhausted"' in p.read_text() for p in found):
+            return "stopped at pool exhaustion: further tasks could only wait for the pool timeout"
+        if proc.poll() is not None:
+            return f"the worker exited with code {proc.returncode}"
+        time.sleep(POLL)
+    return (
+        f"{expected - len(list(records.glob('*.json')))} tasks never came back within {limit:g} s"
+    )
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=3)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)  # children of a warm shutdown that still hang
+    proc.wait()
+
+
+def _last_line(output: str) -> str:
+    return next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
