@@ -73,7 +73,7 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
         by_pid[int(record["pid"])].append(record)
     stopped_early = bool(stop_detail and "exhaustion" in stop_detail)
     workers = tuple(
-        judge_worker(pid, sorted(rs, key=lambda r: r["index"]), stopped_early)
+        judge_worker(pid, sorted(rs, key=lambda r: r["index"]))
         for pid, rs in sorted(by_pid.items())
     )
     backends: dict[int, set[int]] = defaultdict(set)
@@ -111,9 +111,7 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
     )
 
 
-def judge_worker(
-    pid: int, records: Sequence[Mapping[str, Any]], stopped_early: bool
-) -> WorkerResult:
+def judge_worker(pid: int, records: Sequence[Mapping[str, Any]]) -> WorkerResult:
     census = tuple(to_census(r) for r in records)
     exhausted = any(r.get("exhausted") for r in records)
     run = SubjectRun(
