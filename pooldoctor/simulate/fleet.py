@@ -88,6 +88,8 @@ def broker_conf(broker: str, directory: Path) -> dict[str, Any]:
             "data_folder_in": str(queue),
             "data_folder_out": str(queue),
             "store_processed": False,
+            # kombu keeps its exchange table in ./control by default: never in the project.
+            "control_folder": str(directory / "broker-control"),
             "polling_interval": POLL,
         },
     }
