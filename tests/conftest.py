@@ -84,11 +84,13 @@ def by_subject(report: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {r["subject"]: r for r in report["results"]}
 
 
-def pooldoctor_backends(database_url: str) -> list[str]:
-    """Sessions pooldoctor opened that are still on the server."""
+def pooldoctor_backends(database_url: str, *, this_database: bool = False) -> list[str]:
+    """Sessions pooldoctor opened that are still on the server (``this_database``: only those
+    connected to the URL's database, so that other runs on the same server do not count)."""
+    only_here = " AND datname = current_database()" if this_database else ""
     with psycopg.connect(database_url, autocommit=True) as conn:
         rows = conn.execute(
             "SELECT application_name FROM pg_stat_activity "
-            "WHERE application_name LIKE 'pooldoctor:%' AND pid <> pg_backend_pid()"
+            "WHERE application_name LIKE 'pooldoctor:%' AND pid <> pg_backend_pid()" + only_here
         ).fetchall()
     return [r[0] for r in rows]

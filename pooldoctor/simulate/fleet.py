@@ -185,11 +185,23 @@ def _send(conf: dict[str, Any], task: str, sent: list[dict[str, Any]], queue: st
     from celery import Celery
 
     producer = Celery("pooldoctor-producer", set_as_current=False)
+    options = conf.get("broker_transport_options", {})
+    inbox = Path(options["data_folder_in"]) if "data_folder_in" in options else None
+    if inbox is not None:
+        # kombu's filesystem transport creates a message file before writing it, and its consumer
+        # takes files without a lock: a worker polling in between reads an empty message and dies
+        # ("Unrecoverable error: JSONDecodeError"). Write them next door, then move each in whole.
+        outbox = inbox.parent / "outbox"
+        outbox.mkdir(exist_ok=True)
+        conf = {**conf, "broker_transport_options": {**options, "data_folder_out": str(outbox)}}
     producer.conf.update(conf)
     with producer.connection_for_write() as connection:
         for item in sent:
             producer.send_task(task, args=[item["kind"], item["token"]], task_id=item["task_id"],
                                queue=queue, connection=connection)  # fmt: skip
+    if inbox is not None:
+        for message in sorted(outbox.iterdir()):
+            message.replace(inbox / message.name)
 
 
 def _collect(proc: subprocess.Popen[bytes], directory: Path, expected: int, limit: float,

@@ -131,6 +131,12 @@ def judge_worker(pid: int, records: Sequence[Mapping[str, Any]]) -> WorkerResult
          for t in census),
         default=0,
     )  # fmt: skip
+    # An inherited connection is back in the pool by the time the census is taken: the backend
+    # that answered each task's query says whether it was used, whether or not replies crossed.
+    elsewhere = {c.backend_pid for t in census for c in t.connections
+                 if c.backend_pid is not None and c.opened_in_pid not in (None, pid)}  # fmt: skip
+    answered = {r["backend_pid"] for r in records if r.get("backend_pid") in elsewhere}
+    foreign = max(foreign, len(answered))
     verdict, summary = base.verdict.value, base.summary
     if crossed or foreign:
         verdict = UNSAFE

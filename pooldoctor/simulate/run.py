@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pooldoctor import check, project
-from pooldoctor.errors import UsageError
+from pooldoctor.errors import MissingExtraError, PooldoctorError, ProjectError, UsageError
 from pooldoctor.model import DatabaseInfo, Finding
 from pooldoctor.simulate.findings import DISCARD_POOL_FIX, fleet_findings
 from pooldoctor.simulate.fleet import FleetOptions, FleetRecords, kill_all, run_fleet
@@ -26,6 +26,7 @@ from pooldoctor.simulate.judge import RANK, FleetResult, judge_fleet
 from pooldoctor.subjects import Subject, parse_wrapper, select_modes
 
 POOLS = ("prefork", "threads", "solo", "gevent")
+BROKER_TIMEOUT = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +56,7 @@ def run_simulate(options: SimulateOptions,
     if fleet.pool == "gevent" and importlib.util.find_spec("gevent") is None:
         raise UsageError("--pool gevent needs gevent, which is not installed",
                          "pip install gevent, or choose --pool prefork|threads|solo")  # fmt: skip
+    _check_broker(fleet.broker)
     opts = options.check
     subjects = [*select_modes(list(opts.modes) if opts.modes is not None else None)]
     subjects += [parse_wrapper(w) for w in opts.wrappers]
@@ -81,6 +83,7 @@ def run_simulate(options: SimulateOptions,
 
         with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool, _killing_on_interrupt():
             raw = list(pool.map(lambda a: one(*a), [(i, s, fleet) for i, s in enumerate(subjects)]))
+            _started(raw)
             results = [_judge(r) for r in raw]
             unsafe = [
                 r
@@ -92,6 +95,7 @@ def run_simulate(options: SimulateOptions,
                 # Prove the advice: the same subject again, with the inherited pool discarded.
                 target = next(s for s in subjects if s.name == unsafe[0].subject)
                 proof_run = run_fleet(spec, target, fleet, run_id, len(subjects), apply_fix=True)
+                _started([proof_run])
                 proof_result = _judge(proof_run)
     proof = None
     if proof_result is not None:
@@ -149,10 +153,81 @@ def _judge(raw: FleetRecords) -> FleetResult:
 
 
 def _check_app(spec: str) -> None:
+    """Load the app here, after the settings: a worker that cannot would only die before ready."""
     if ":" not in spec:
         raise UsageError(
             f"--app {spec!r} is not MODULE:ATTR", "for example --app mysite.celery:app"
         )
+    from celery import Celery
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ProjectError(
+            f"--app {spec}: cannot import module {module_name!r}: {exc}",
+            "check the module path; the project directory and --pythonpath are on sys.path",
+        ) from exc
+    except Exception as exc:
+        raise ProjectError(
+            f"--app {spec}: importing {module_name!r} raised {type(exc).__name__}: {exc}",
+            "fix the error in that module (run with --debug for the traceback)",
+        ) from exc
+    for part in attr.removesuffix("()").split("."):
+        if not hasattr(found, part):
+            raise ProjectError(
+                f"--app {spec}: {module_name!r} has no attribute {part!r}",
+                "name the project's Celery instance",
+            )
+        found = getattr(found, part)
+    if attr.endswith("()"):
+        try:
+            found = found()
+        except Exception as exc:
+            raise ProjectError(
+                f"--app {spec}: calling it raised {type(exc).__name__}: {exc}",
+                "run with --debug for the traceback",
+            ) from exc
+    if not isinstance(found, Celery):
+        raise ProjectError(
+            f"--app {spec} is a {type(found).__name__}, not a Celery app",
+            "name the project's Celery instance, for example --app mysite.celery:app",
+        )
+
+
+def _check_broker(url: str) -> None:
+    """Reach the broker from here first: a worker retries a broker that is down for ever, and one
+    whose client library is missing dies with kombu's AttributeError."""
+    if url == "embedded":
+        return
+    from kombu import Connection
+
+    shown = project.mask_url(url)
+    try:
+        with Connection(url, connect_timeout=BROKER_TIMEOUT) as connection:
+            connection.ensure_connection(max_retries=1)
+    except (ImportError, AttributeError) as exc:
+        scheme = url.partition("://")[0]
+        raise MissingExtraError(
+            f"--broker {shown}: kombu cannot load the client library for {scheme}:// "
+            f"({type(exc).__name__}: {exc})",
+            f"pip install 'celery[{scheme}]'",
+        ) from exc
+    except Exception as exc:
+        raise PooldoctorError(
+            f"--broker {shown}: cannot connect: {exc}",
+            "start the broker, fix the URL, or use --broker embedded",
+        ) from exc
+
+
+def _started(raw: list[FleetRecords]) -> None:
+    """A worker that never became ready measured nothing: the simulation could not run."""
+    for fleet in raw:
+        if not fleet.ready:
+            raise PooldoctorError(
+                f"the Celery worker for {fleet.subject.name} did not start: {fleet.stop_detail}",
+                "check --app, --broker and the project's Celery configuration",
+            )
 
 
 def _headline(wrappers: list[FleetResult], results: list[FleetResult]) -> str:

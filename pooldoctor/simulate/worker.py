@@ -40,6 +40,8 @@ class ChildState:
 
     def __init__(self) -> None:
         self.inherited_pool_id: int | None = None
+        self.inherited_pool: Any = None
+        """Kept alive so that a pool created after it is discarded cannot reuse its id()."""
         self.inherited_connections = 0
         self.opened_before = 0
         self.index = 0
@@ -67,6 +69,7 @@ def _on_child_start(forked: bool = True, **kwargs: Any) -> None:
     pool = _pool()
     if forked and pool is not None:
         STATE.inherited_pool_id = id(pool)
+        STATE.inherited_pool = pool
         STATE.inherited_connections = LEDGER.adopt_inherited(pool)
     STATE.opened_before = LEDGER.opened
     threading.Thread(target=_watch, name="pooldoctor-watchdog", daemon=True).start()
@@ -264,7 +267,9 @@ def _bootstrap() -> Any:
 
         info = {"task": name, "celery": celery.__version__, "django_fixup": fixup,
                 "signal_handlers": _signal_handlers(), "pid": os.getpid()}  # fmt: skip
-        (Path(SPEC["dir"]) / "ready.json").write_text(json.dumps(info))
+        ready = Path(SPEC["dir"]) / "ready.json"
+        ready.with_suffix(".tmp").write_text(json.dumps(info))
+        ready.with_suffix(".tmp").replace(ready)  # the parent polls for it: never half a file
 
     def discard_inherited_pool(**kwargs: Any) -> None:
         # The fix pooldoctor recommends for an inherited pool, run to prove it measures clean.
