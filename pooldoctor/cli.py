@@ -100,38 +100,52 @@ def _report_options(func: Any, fail_on: str = "leak") -> Any:
     return func
 
 
+def _project_options(func: Any) -> Any:
+    """The options that say which project, database and subjects to measure (check, simulate)."""
+    for option in reversed(
+        [
+            click.option(
+                "--settings",
+                envvar="DJANGO_SETTINGS_MODULE",
+                help="The project's settings module (default: $DJANGO_SETTINGS_MODULE).",
+            ),
+            click.option(
+                "--pythonpath",
+                multiple=True,
+                type=click.Path(file_okay=False),
+                help="A directory to add to sys.path (repeatable; the current one always is).",
+            ),
+            click.option(
+                "--alias",
+                default="default",
+                show_default=True,
+                help="The database alias to examine.",
+            ),
+            click.option(
+                "--wrapper",
+                "wrappers",
+                multiple=True,
+                metavar="MODULE:ATTR[()]",
+                help="The project's decorator that runs an async function from sync code "
+                "(repeatable; ATTR() calls a factory first). Also read from "
+                "[tool.pooldoctor] wrappers in pyproject.toml.",
+            ),
+            click.option("--modes", help="Comma-separated built-in modes to run (default: all)."),
+            click.option(
+                "--database",
+                metavar="URL|embedded",
+                help="Connect to URL (or an ephemeral PostgreSQL) instead of the project's server, "
+                "keeping its OPTIONS and pool settings.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.option(
-    "--settings",
-    envvar="DJANGO_SETTINGS_MODULE",
-    help="The project's settings module (default: $DJANGO_SETTINGS_MODULE).",
-)
-@click.option(
-    "--pythonpath",
-    multiple=True,
-    type=click.Path(file_okay=False),
-    help="A directory to add to sys.path (repeatable); the current one is always added.",
-)
-@click.option(
-    "--alias", default="default", show_default=True, help="The database alias to examine."
-)
-@click.option(
-    "--wrapper",
-    "wrappers",
-    multiple=True,
-    metavar="MODULE:ATTR[()]",
-    help="The project's decorator that runs an async function from sync code "
-    "(repeatable; ATTR() calls a factory first). Also read from "
-    "[tool.pooldoctor] wrappers in pyproject.toml.",
-)
-@click.option("--modes", help="Comma-separated built-in modes to run (default: all).")
+@_project_options
 @click.option("--list-modes", is_flag=True, help="List the built-in modes and exit.")
-@click.option(
-    "--database",
-    metavar="URL|embedded",
-    help="Connect to URL (or an ephemeral PostgreSQL) instead of the project's server, "
-    "keeping its OPTIONS and pool settings.",
-)
 @_report_options
 def check(list_modes: bool, **kwargs: Any) -> int:
     """Run synthetic async ORM tasks through every mode and the project's own wrappers, measure
@@ -259,27 +273,7 @@ def _emit(report: Report, fmt: Format, output: str | None, fail_on: str) -> None
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
-@click.option(
-    "--settings",
-    envvar="DJANGO_SETTINGS_MODULE",
-    help="The project's settings module (default: $DJANGO_SETTINGS_MODULE).",
-)
-@click.option(
-    "--pythonpath",
-    multiple=True,
-    type=click.Path(file_okay=False),
-    help="A directory to add to sys.path (repeatable).",
-)
-@click.option("--alias", default="default", show_default=True, help="The database alias.")
-@click.option(
-    "--wrapper",
-    "wrappers",
-    multiple=True,
-    metavar="MODULE:ATTR[()]",
-    help="The project's decorator for async tasks (repeatable).",
-)
-@click.option("--modes", help="Comma-separated built-in modes to run (default: all).")
-@click.option("--database", metavar="URL|embedded", help="Connect to URL or an ephemeral server.")
+@_project_options
 @click.option(
     "--app",
     metavar="MODULE:ATTR",
