@@ -211,12 +211,7 @@ def _check(
             "no settings module", "pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE"
         )
     cwd = cwd or os.getcwd()
-    if output and not os.access(Path(output).resolve().parent, os.W_OK):
-        # Before minutes of measuring, not after.
-        raise UsageError(
-            f"cannot write the report to {output}: its directory is missing or read-only",
-            "pass an --output path in an existing, writable directory",
-        )
+    _check_writable(output)
     options = CheckOptions(
         settings=settings,
         alias=alias,
@@ -259,17 +254,32 @@ def _progress(total: int) -> Iterator[Progress | None]:
 def _emit(report: Report, fmt: Format, output: str | None, fail_on: str) -> None:
     color = output is None and sys.stdout.isatty()
     text = render(report, fmt, fail_on=fail_on, width=None if color else 100, color=color)
+    _write_report(text, output)
     if output:
-        try:
-            Path(output).write_text(text)
-        except OSError as exc:
-            raise UsageError(
-                f"cannot write the report to {output}: {exc.strerror}",
-                "pass an --output path in an existing, writable directory",
-            ) from exc
         click.echo(f"pooldoctor: {report.verdict.value}: report written to {output}", err=True)
-    else:
+
+
+def _check_writable(output: str | None) -> None:
+    """Before minutes of measuring, not after."""
+    if output and not os.access(Path(output).resolve().parent, os.W_OK):
+        raise UsageError(
+            f"cannot write the report to {output}: its directory is missing or read-only",
+            "pass an --output path in an existing, writable directory",
+        )
+
+
+def _write_report(text: str, output: str | None) -> None:
+    """The report to ``output``, or to stdout without one."""
+    if not output:
         click.echo(text, nl=not text.endswith("\n"))
+        return
+    try:
+        Path(output).write_text(text)
+    except OSError as exc:
+        raise UsageError(
+            f"cannot write the report to {output}: {exc.strerror}",
+            "pass an --output path in an existing, writable directory",
+        ) from exc
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -356,14 +366,12 @@ def simulate(**kwargs: Any) -> int:
             task_timeout=kwargs["task_timeout"], kill_child_at=kwargs["kill_child_at"],
         ),
     )  # fmt: skip
-    report = run_simulate(options)
     output = kwargs["output"]
+    _check_writable(output)
+    report = run_simulate(options)
     fmt = infer_format(output, kwargs["fmt"]).value
     text = render_simulation(report, fmt, kwargs["fail_on"])
-    if output:
-        Path(output).write_text(text)
-    else:
-        click.echo(text, nl=False)
+    _write_report(text, output)
     failing = [
         r for r in report.results if r.kind == "wrapper" and fleet_fails(r, kwargs["fail_on"])
     ]
@@ -439,13 +447,11 @@ def scan(
         for check in checks:
             click.echo(f"{check.code}  {check.severity.value:7}  {check.name}: {check.summary}")
         return ExitCode.OK
+    _check_writable(output)
     excluded = [*exclude, *_config_list(root, "exclude")]
     result = run_scan(root, list(paths), checks, excluded)
     text = render_scan(result, ScanFormat(fmt), checks)
-    if output:
-        Path(output).write_text(text)
-    else:
-        click.echo(text, nl=False)
+    _write_report(text, output)
     return ExitCode.FAILED if result.reaches(fail_on) else ExitCode.OK
 
 

@@ -14,6 +14,7 @@ import dataclasses
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -158,8 +159,6 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
     died = [m.groupdict() for m in CHILD_DIED.finditer(output)]
     if detail and not ready:
         detail = f"{detail}: {_last_line(output)}"
-    import shutil
-
     shutil.rmtree(directory, ignore_errors=True)
     return FleetRecords(subject, sent, records, ready, died, detail,
                         round(time.monotonic() - started, 3), output)  # fmt: skip
