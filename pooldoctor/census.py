@@ -19,6 +19,7 @@ counted as lost too, so the numbers are the same before and after a collection.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import gc
 import os
@@ -27,10 +28,21 @@ import time
 import weakref
 from typing import Any
 
-from pooldoctor.model import PoolStats, ServerView, ThreadConnection
+from pooldoctor.forensics.sites import Cause, Checkout, Loss, leak_sites
+from pooldoctor.forensics.stacks import capture
+from pooldoctor.forensics.threads import ThreadLife, ThreadRegistry
+from pooldoctor.model import LeakSite, PoolStats, ServerView, ThreadConnection
 
 _TRANSACTION = {0: "idle", 1: "active", 2: "intrans", 3: "inerror", 4: "unknown"}
 _CONNECTION_OK = 0
+
+
+# The task (or test) running now, for the checkouts it makes: a context variable follows the task
+# into the executor threads asgiref runs its ORM calls on; the ledger's own field covers threads
+# started without the task's context.
+CURRENT_TASK: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "pooldoctor_task", default=None
+)
 
 
 @dataclasses.dataclass
@@ -40,21 +52,32 @@ class _Tracked:
     ref: weakref.ref[Any]
     wrapper: weakref.ref[Any]
     thread: weakref.ref[threading.Thread]
-    thread_name: str
-    thread_role: str
-    since: float
+    checkout: Checkout
     opened_in_pid: int
 
 
 class Ledger:
-    """Every connection Django opened for one alias, and the ones that died open."""
+    """Every connection Django opened for one alias, every checkout and return, and the
+    connections that died checked out.
 
-    def __init__(self, alias: str) -> None:
+    With ``tracking`` each checkout's call stack is captured, so lost and pinned connections can
+    be traced to the project's line (:meth:`leak_sites`); without it only the counts are kept.
+    """
+
+    def __init__(self, alias: str, *, tracking: bool = True) -> None:
         self.alias = alias
+        self.tracking = tracking
         self.lost_dead = 0
         self.opened = 0
         """Connection objects first seen in this process: new server sessions (churn)."""
+        self.checkouts = 0
+        self.returns = 0
+        self.task: str | None = None
+        self.task_ends: dict[str, float] = {}
+        self._losses: list[Loss] = []
         self._tracked: dict[int, _Tracked] = {}
+        self._threads = ThreadRegistry()
+        self._hooked_pools: set[int] = set()
         self._lock = threading.Lock()
 
     def install(self) -> None:
@@ -62,29 +85,70 @@ class Ledger:
 
         connection_created.connect(self._on_connection_created, weak=False)
 
+    def uninstall(self) -> None:
+        from django.db.backends.signals import connection_created
+
+        connection_created.disconnect(self._on_connection_created)
+
+    def task_started(self, label: str) -> contextvars.Token[str | None]:
+        """Attribute the checkouts from here on to ``label``; returns the context token."""
+        self.task = label
+        return CURRENT_TASK.set(label)
+
+    def task_finished(self, label: str, token: contextvars.Token[str | None] | None = None) -> None:
+        self.task_ends[label] = time.monotonic()
+        if token is not None:
+            CURRENT_TASK.reset(token)
+
     def _on_connection_created(self, sender: Any, connection: Any, **kwargs: Any) -> None:
+        # Django sends this after every connect(): with a pool, after every checkout.
         if connection.alias != self.alias or connection.connection is None:
             return
         raw = connection.connection
+        captured = capture(skip=2) if self.tracking else None
         thread = threading.current_thread()
+        checkout = Checkout(
+            stack=captured.stack if captured else (),
+            thread=self._threads.current(captured),
+            task=CURRENT_TASK.get() or self.task,
+            at=time.monotonic(),
+        )
+        pool = getattr(raw, "_pool", None)
         with self._lock:
+            self.checkouts += 1
             previous = self._tracked.get(id(raw))
             known = previous is not None and previous.ref() is raw
             self._tracked[id(raw)] = _Tracked(
                 ref=weakref.ref(raw),
                 wrapper=weakref.ref(connection),
                 thread=weakref.ref(thread),
-                thread_name=thread.name,
-                thread_role=thread_role(thread),
-                since=time.monotonic(),
+                checkout=checkout,
                 opened_in_pid=previous.opened_in_pid if previous and known else os.getpid(),
             )
             if not known:
                 self.opened += 1
+            if pool is not None and id(pool) not in self._hooked_pools:
+                self._hooked_pools.add(id(pool))
+                self._hook_returns(pool)
         if not known:
             # The finalizer holds the pgconn, not the connection: the connection can still die,
             # and the pgconn is released (socket closed) right after the callback, as without us.
             weakref.finalize(raw, self._on_death, id(raw), raw.pgconn)
+
+    def _hook_returns(self, pool: Any) -> None:
+        """Record every return to ``pool``: psycopg_pool has no hook for it, so wrap putconn on
+        this one pool object (Django returns connections through ``connection._pool.putconn``)."""
+        putconn = pool.putconn
+
+        def recording_putconn(conn: Any) -> None:
+            with self._lock:
+                entry = self._tracked.get(id(conn))
+                if entry is not None and entry.ref() is conn and entry.checkout.returned is None:
+                    entry.checkout.returned = time.monotonic()
+                    self.returns += 1
+            putconn(conn)
+
+        pool.putconn = recording_putconn
 
     def adopt_inherited(self, pool: Any) -> int:
         """In a forked child: the idle connections the pool brought from the parent. They were
@@ -98,9 +162,12 @@ class Ledger:
                         ref=weakref.ref(raw),
                         wrapper=weakref.ref(raw),  # no Django wrapper holds it yet
                         thread=weakref.ref(threading.current_thread()),
-                        thread_name="(parent process)",
-                        thread_role="inherited from the parent",
-                        since=time.monotonic(),
+                        checkout=Checkout(
+                            stack=(),
+                            thread=ThreadLife("(parent process)", "inherited from the parent"),
+                            task=None,
+                            at=time.monotonic(),
+                        ),
                         opened_in_pid=parent,
                     )
                     adopted += 1
@@ -110,15 +177,25 @@ class Ledger:
 
     def _on_death(self, key: int, pgconn: Any) -> None:
         with self._lock:
-            self._tracked.pop(key, None)
+            entry = self._tracked.pop(key, None)
             if pgconn.status == _CONNECTION_OK:
                 self.lost_dead += 1
+                if entry is not None:
+                    self._losses.append(Loss(entry.checkout, Cause.COLLECTED))
 
     def snapshot(self, pool: Any) -> tuple[list[ThreadConnection], int, int]:
         """The live connections, how many are lost so far, and how many are held."""
+        rows, _ = self._live(pool)
+        lost_live = sum(1 for row in rows if row.checked_out and not row.held)
+        held = sum(1 for row in rows if row.held)
+        rows.sort(key=lambda r: (not r.checked_out, r.thread, r.backend_pid or 0))
+        return rows, self.lost_dead + lost_live, held
+
+    def _live(self, pool: Any) -> tuple[list[ThreadConnection], list[Loss]]:
+        """A row per live connection, and a loss per live connection that is lost or held."""
         now = time.monotonic()
         rows: list[ThreadConnection] = []
-        lost_live = held = 0
+        losses: list[Loss] = []
         with self._lock:
             entries = list(self._tracked.values())
         for entry in entries:
@@ -128,11 +205,27 @@ class Ledger:
             row = _describe(raw, entry, pool, now)
             rows.append(row)
             if row.held:
-                held += 1
+                detail = f"checked out {row.held_seconds:g} s ago, transaction {row.transaction}"
+                losses.append(Loss(entry.checkout, Cause.HELD, detail))
             elif row.checked_out:
-                lost_live += 1
-        rows.sort(key=lambda r: (not r.checked_out, r.thread, r.backend_pid or 0))
-        return rows, self.lost_dead + lost_live, held
+                cause = Cause.DROPPED if row.thread_alive else Cause.ORPHANED
+                losses.append(Loss(entry.checkout, cause))
+        return rows, losses
+
+    def leak_sites(self, pool: Any, cwd: str) -> tuple[LeakSite, ...]:
+        """Where every connection lost so far, or held right now, was checked out."""
+        _, live = self._live(pool)
+        with self._lock:
+            dead = list(self._losses)
+        return leak_sites(dead + live, self.task_ends, cwd)
+
+    def returned(self, pool: Any) -> int:
+        """Checkouts given back: returns to the pool, or, without one, connections closed."""
+        if pool is not None:
+            return self.returns
+        rows, _ = self._live(pool)
+        lost = self.lost_dead + sum(1 for row in rows if row.open)
+        return max(0, self.checkouts - lost)
 
     def close_all(self) -> None:
         """Close every connection still alive (at the end of a subject process)."""
@@ -156,34 +249,18 @@ def _describe(raw: Any, entry: _Tracked, pool: Any, now: float) -> ThreadConnect
     pgconn = raw.pgconn
     autocommit = wrapper.autocommit if owned and wrapper is not None else None
     return ThreadConnection(
-        thread=entry.thread_name,
-        thread_role=entry.thread_role,
+        thread=entry.checkout.thread.name,
+        thread_role=entry.checkout.thread.role,
         thread_alive=alive,
         open=is_open,
         checked_out=checked_out,
         held=checked_out and alive and owned,
         transaction=_TRANSACTION.get(pgconn.transaction_status, "unknown"),
         autocommit=autocommit,
-        held_seconds=round(now - entry.since, 3) if checked_out else 0.0,
+        held_seconds=round(now - entry.checkout.at, 3) if checked_out else 0.0,
         backend_pid=pgconn.backend_pid if is_open else None,
         opened_in_pid=entry.opened_in_pid,
     )
-
-
-def thread_role(thread: threading.Thread) -> str:
-    """What kind of thread this is, in the words of asgiref and asyncio."""
-    if thread is threading.main_thread():
-        return "main thread"
-    from asgiref.sync import SyncToAsync
-
-    executor = SyncToAsync.single_thread_executor
-    if thread in getattr(executor, "_threads", ()):
-        return "process-wide sync_to_async executor"
-    if thread.name.startswith("asyncio_"):
-        return "asyncio default executor"
-    if thread.name.startswith("ThreadPoolExecutor-"):
-        return "executor thread"
-    return "thread"
 
 
 def pool_stats(pool: Any) -> PoolStats | None:

@@ -41,6 +41,8 @@ class CheckOptions:
     jobs: int = 2
     cwd: str = dataclasses.field(default_factory=os.getcwd)
     debug: bool = False
+    tracking: bool = True
+    """Capture each checkout's call stack, so leak sites can be named."""
 
 
 def run_check(options: CheckOptions, progress: isolation.Progress | None = None) -> Report:
@@ -66,6 +68,7 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
             run_id=run_id,
             debug=options.debug,
             progress=progress,
+            tracking=options.tracking,
         )
     descriptions = {m.name: m.summary for m in all_modes()}
     results = tuple(

@@ -20,7 +20,13 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
-from pooldoctor.model import StopReason, SubjectRun, TaskCensus, task_census_from_dict
+from pooldoctor.model import (
+    StopReason,
+    SubjectRun,
+    TaskCensus,
+    leak_site_from_dict,
+    task_census_from_dict,
+)
 from pooldoctor.project import ProjectSpec
 from pooldoctor.subjects import Subject
 
@@ -83,6 +89,7 @@ def run_subjects(
     run_id: str,
     debug: bool = False,
     progress: Progress | None = None,
+    tracking: bool = True,
 ) -> list[SubjectRun]:
     """Run every subject (``jobs`` at a time), in the order given."""
     children = Children()
@@ -94,6 +101,7 @@ def run_subjects(
             "tasks": tasks,
             "task_timeout": task_timeout,
             "application_name": f"pooldoctor:{run_id}:{index}",
+            "tracking": tracking,
         }
         run = _run_child(children, spec, subject, project.cwd, task_timeout, debug)
         if progress:
@@ -132,6 +140,7 @@ def _run_child(
 
     census: list[TaskCensus] = []
     info: dict[str, Any] = {}
+    forensics: dict[str, Any] = {}
     stop, detail = StopReason.CRASHED, None
     try:
         while True:
@@ -151,6 +160,8 @@ def _run_child(
                 info = event
             elif event["event"] == "task":
                 census.append(task_census_from_dict(event["census"]))
+            elif event["event"] == "forensics":
+                forensics = event
             elif event["event"] == "stop":
                 stop, detail = StopReason(event["reason"]), event["detail"]
                 proc.wait()
@@ -171,6 +182,9 @@ def _run_child(
         pooled=bool(info.get("pooled", False)),
         celery_task=bool(info.get("celery_task", False)),
         seconds=round(time.monotonic() - started, 3),
+        leak_sites=tuple(leak_site_from_dict(s) for s in forensics.get("leak_sites", ())),
+        checkouts=forensics.get("checkouts", 0),
+        returns=forensics.get("returns", 0),
     )
 
 

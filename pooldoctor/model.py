@@ -141,6 +141,48 @@ class TaskCensus:
 
 
 @dataclasses.dataclass(frozen=True)
+class StackEntry:
+    """One frame of a checkout's call stack, or a run of library frames folded into one."""
+
+    file: str | None
+    line: int | None
+    function: str | None
+    folded: tuple[str, ...] = ()
+    """For a folded run: the packages its frames belong to (django, asgiref, asyncio, ...)."""
+    frames: int = 1
+
+
+class LeakKind(enum.StrEnum):
+    LOST = "lost"
+    """Checked out, then given up: the pool counts the slot as in use forever."""
+    PINNED = "pinned"
+    """Checked out and held between tasks by a thread that is still alive."""
+
+
+@dataclasses.dataclass(frozen=True)
+class LeakSite:
+    """Where connections that were lost or pinned had been checked out, grouped and counted."""
+
+    kind: LeakKind
+    file: str | None
+    """The innermost frame of the project's own code (not Django's, asgiref's or pooldoctor's),
+    relative to the project directory; None when no project frame was on the stack."""
+    line: int | None
+    function: str | None
+    thread: str
+    """The kind of thread that checked the connections out."""
+    count: int
+    """Connections lost or pinned at this site."""
+    reason: str
+    """Why they never came back, with the timing that shows it."""
+    tasks: tuple[str, ...] = ()
+    """The tasks (or tests) that checked them out, the first few."""
+    thread_names: tuple[str, ...] = ()
+    stack: tuple[StackEntry, ...] = ()
+    """The first such checkout's stack, innermost first, library frames folded."""
+
+
+@dataclasses.dataclass(frozen=True)
 class SubjectRun:
     """Everything a subject process reported: the raw measurement, no judgement yet."""
 
@@ -155,6 +197,11 @@ class SubjectRun:
     pooled: bool
     celery_task: bool = False
     seconds: float = 0.0
+    leak_sites: tuple[LeakSite, ...] = ()
+    checkouts: int = 0
+    """Checkouts of the alias's connections recorded while the subject ran."""
+    returns: int = 0
+    """Of those, how many went back to the pool (or were closed, without a pool)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -263,4 +310,22 @@ def task_census_from_dict(data: Mapping[str, Any]) -> TaskCensus:
         )
         if server
         else None,
+    )
+
+
+def leak_site_from_dict(data: Mapping[str, Any]) -> LeakSite:
+    return LeakSite(
+        kind=LeakKind(data["kind"]),
+        file=data["file"],
+        line=data["line"],
+        function=data["function"],
+        thread=data["thread"],
+        count=data["count"],
+        reason=data["reason"],
+        tasks=tuple(data.get("tasks", ())),
+        thread_names=tuple(data.get("thread_names", ())),
+        stack=tuple(
+            StackEntry(**{**entry, "folded": tuple(entry.get("folded", ()))})
+            for entry in data.get("stack", ())
+        ),
     )

@@ -55,7 +55,7 @@ class Subject:
         self.spec = spec
         self.project = project.ProjectSpec.from_dict(spec["project"])
         self.alias = self.project.alias
-        self.ledger = census.Ledger(self.alias)
+        self.ledger = census.Ledger(self.alias, tracking=spec.get("tracking", True))
         self.observer: census.ServerObserver | None = None
         self.run_task: Callable[[str], Any] | None = None
         self.celery_task = False
@@ -120,6 +120,18 @@ class Subject:
             server=self.observer.view() if self.observer else None,
         )
 
+    def send_forensics(self, channel: Channel) -> None:
+        """Where the connections lost or held so far were checked out."""
+        census.collect_garbage()
+        pool = self.pool()
+        sites = self.ledger.leak_sites(pool, self.project.cwd)
+        channel.send(
+            "forensics",
+            leak_sites=to_dict(sites),
+            checkouts=self.ledger.checkouts,
+            returns=self.ledger.returned(pool),
+        )
+
     def clean_up(self) -> None:
         """Close every connection this process opened, so the server sees a clean goodbye."""
         pool = self.pool()
@@ -180,6 +192,7 @@ class Watchdog(threading.Thread):
         try:
             snapshot = self.subject.take_census(index, kind, TimeoutError(detail), seconds)
             self.channel.send("task", census=to_dict(snapshot), final=True)
+            self.subject.send_forensics(self.channel)
         finally:
             self.channel.send("stop", reason=reason.value, detail=detail)
             _exit(self.subject)
@@ -218,15 +231,19 @@ def main() -> None:
     assert subject.run_task is not None
     for index, kind in enumerate(schedule(spec["tasks"])):
         watchdog.task_started(index, kind)
+        label = f"task {index + 1} ({kind})"
+        token = subject.ledger.task_started(label)
         started = time.monotonic()
         outcome: BaseException | None = None
         try:
             subject.run_task(kind)
         except Exception as exc:
             outcome = exc
+        subject.ledger.task_finished(label, token)
         watchdog.task_finished()
         snapshot = subject.take_census(index, kind, outcome, time.monotonic() - started)
         channel.send("task", census=to_dict(snapshot))
+    subject.send_forensics(channel)
     channel.send("stop", reason=StopReason.DONE.value, detail=None)
     _exit(subject)
 

@@ -24,6 +24,7 @@ from pooldoctor.model import (
     ThreadConnection,
     Verdict,
 )
+from pooldoctor.reporters.sites import site_lines
 
 VERDICT_STYLES: Mapping[Verdict, str] = {
     Verdict.LEAK: "bold red",
@@ -153,6 +154,8 @@ def evidence_lines(result: SubjectResult) -> list[str]:
     if run.stop_detail:
         lines.append(f"stopped ({run.stop.value}): {run.stop_detail}")
     lines.extend(f"symptom: {symptom}" for symptom in result.symptoms)
+    for site in run.leak_sites:
+        lines.extend(site_lines(site))
     if run.census:
         last = run.census[-1]
         lines.append(f"after task {last.index + 1} of {run.tasks_planned}:")

@@ -69,6 +69,9 @@ def _result(result: SubjectResult) -> dict[str, Any]:
         "stop": run.stop.value,
         "stop_detail": run.stop_detail,
         "symptoms": list(result.symptoms),
+        "leak_sites": [to_dict(site) for site in run.leak_sites],
+        "checkouts": run.checkouts,
+        "returns": run.returns,
         "evidence": {
             "pooled": run.pooled,
             "celery_task": run.celery_task,
