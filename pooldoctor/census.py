@@ -212,12 +212,14 @@ class Ledger:
                 losses.append(Loss(entry.checkout, cause))
         return rows, losses
 
-    def leak_sites(self, pool: Any, cwd: str) -> tuple[LeakSite, ...]:
-        """Where every connection lost so far, or held right now, was checked out."""
+    def leak_sites(self, pool: Any, cwd: str, task: str | None = None) -> tuple[LeakSite, ...]:
+        """Where every connection lost so far, or held right now, was checked out (only those
+        checked out by ``task``, when given)."""
         _, live = self._live(pool)
         with self._lock:
             dead = list(self._losses)
-        return leak_sites(dead + live, self.task_ends, cwd)
+        losses = [loss for loss in dead + live if task is None or loss.checkout.task == task]
+        return leak_sites(losses, self.task_ends, cwd)
 
     def returned(self, pool: Any) -> int:
         """Checkouts given back: returns to the pool, or, without one, connections closed."""

@@ -146,8 +146,13 @@ def _project_options(func: Any) -> Any:
 @cli.command(epilog=EXIT_CODES_HELP)
 @_project_options
 @click.option("--list-modes", is_flag=True, help="List the built-in modes and exit.")
+@click.option(
+    "--no-tracking",
+    is_flag=True,
+    help="Do not record checkout call stacks: verdicts stay the same, leak sites are not named.",
+)
 @_report_options
-def check(list_modes: bool, **kwargs: Any) -> int:
+def check(list_modes: bool, no_tracking: bool, **kwargs: Any) -> int:
     """Run synthetic async ORM tasks through every mode and the project's own wrappers, measure
     the pool after each task, and give each a verdict: leak, pinned or clean.
 
@@ -157,7 +162,7 @@ def check(list_modes: bool, **kwargs: Any) -> int:
         for mode in all_modes():
             click.echo(f"{mode.name:34} {mode.summary}")
         return ExitCode.OK
-    return _check(**kwargs)
+    return _check(**kwargs, tracking=not no_tracking)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -205,6 +210,7 @@ def _check(
     jobs: int,
     debug: bool,
     cwd: str | None = None,
+    tracking: bool = True,
 ) -> int:
     if not settings:
         raise UsageError(
@@ -224,6 +230,7 @@ def _check(
         jobs=jobs,
         cwd=cwd,
         debug=debug,
+        tracking=tracking,
     )
     with _progress(len(options.wrappers) + len(options.modes or all_modes())) as progress:
         report = run_check(options, progress=progress)
