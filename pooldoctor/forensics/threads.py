@@ -9,10 +9,13 @@ finishes, and a ``weakref.finalize`` on it records the time.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import threading
 import time
 import weakref
 from collections.abc import Sequence
+from types import FrameType
+from typing import Any
 
 from pooldoctor.forensics.stacks import Captured, RawFrame
 
@@ -24,6 +27,7 @@ CELERY = "Celery worker thread"
 EXECUTOR = "executor thread"
 OTHER = "thread"
 CALLER = "thread blocked in async_to_sync"
+_FUTURES_THREAD = "concurrent.futures.thread"
 _EXECUTORS = {
     "context": THREAD_SENSITIVE_CONTEXT,
     "process": PROCESS_WIDE,
@@ -71,16 +75,30 @@ def _mark_ended(life: ThreadLife) -> None:
     life.ended = time.monotonic()
 
 
+def _own_executor() -> Any:
+    """The ThreadPoolExecutor whose worker this thread is, read from the worker's own frame (the
+    executor's thread set is filled only after the thread starts, too late to ask it)."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None:
+        code = frame.f_code
+        if code.co_name == "_worker" and frame.f_globals.get("__name__") == _FUTURES_THREAD:
+            reference = frame.f_locals.get("executor_reference")
+            return reference() if reference is not None else None
+        frame = frame.f_back
+    return None
+
+
 def thread_role(thread: threading.Thread, stack: Sequence[RawFrame] = ()) -> str:
     """What kind of thread this is, in the words of asgiref, asyncio and Celery."""
     if thread is threading.main_thread():
         return MAIN
     from asgiref.sync import SyncToAsync
 
-    if thread in getattr(SyncToAsync.single_thread_executor, "_threads", ()):
-        return PROCESS_WIDE
-    for executor in list(SyncToAsync.context_to_thread_executor.values()):
-        if thread in getattr(executor, "_threads", ()):
+    executor = _own_executor() if thread is threading.current_thread() else None
+    if executor is not None:
+        if executor is SyncToAsync.single_thread_executor:
+            return PROCESS_WIDE
+        if any(executor is e for e in list(SyncToAsync.context_to_thread_executor.values())):
             return THREAD_SENSITIVE_CONTEXT
     if thread.name.startswith("asyncio_"):
         return LOOP_EXECUTOR
