@@ -1,0 +1,167 @@
+"""Stack capture across asgiref's hop, and how frames are told apart: no database needed.
+
+Each test runs a sync function through ``sync_to_async`` the way the async ORM does and captures
+the stack inside it, where a checkout would happen.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+from collections.abc import AsyncIterator
+
+from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync, sync_to_async
+
+from pooldoctor.forensics.stacks import (
+    Captured,
+    RawFrame,
+    capture,
+    display_path,
+    fold,
+    is_library,
+    project_frame,
+)
+
+HERE = "tests/forensics/test_stacks.py"
+
+
+def checkout() -> Captured:
+    """Stands in for Django's connect(), where the ledger captures."""
+    return capture()
+
+
+def functions(captured: Captured) -> list[str]:
+    return [f.function for f in captured.stack if f.file == __file__]
+
+
+async def task_body() -> Captured:
+    return await sync_to_async(checkout)()
+
+
+def test_a_thread_sensitive_context_call_is_traced_to_the_awaiting_coroutine() -> None:
+    # GIVEN a coroutine that makes a thread-sensitive call inside a ThreadSensitiveContext
+    async def in_context() -> Captured:
+        async with ThreadSensitiveContext():
+            return await task_body()
+
+    # WHEN the call captures its stack on the context's executor thread
+    captured = asyncio.run(in_context())
+    # THEN the coroutine frames that awaited it are on the stack, outermost first
+    assert functions(captured)[-4:] == [
+        "test_a_thread_sensitive_context_call_is_traced_to_the_awaiting_coroutine",
+        "in_context",
+        "task_body",
+        "checkout",
+    ]
+    assert captured.executor == "context"
+
+
+def test_the_process_wide_executor_is_recognised() -> None:
+    captured = asyncio.run(task_body())
+    assert captured.executor == "process"
+    assert functions(captured)[-2:] == ["task_body", "checkout"]
+
+
+def test_a_thread_insensitive_call_runs_on_the_loop_default_executor() -> None:
+    async def body() -> Captured:
+        return await sync_to_async(checkout, thread_sensitive=False)()
+
+    captured = asyncio.run(body())
+    assert captured.executor == "loop"
+    assert functions(captured)[-2:] == ["body", "checkout"]
+
+
+def test_async_to_sync_sends_the_call_back_to_the_blocked_caller() -> None:
+    # async_to_sync runs the loop on another thread and the thread-sensitive call here
+    def caller() -> Captured:
+        return async_to_sync(task_body)()
+
+    captured = caller()
+    assert captured.executor == "caller"
+    names = functions(captured)
+    assert names.index("caller") < names.index("task_body") < names.index("checkout")
+
+
+def test_an_async_for_over_an_async_generator_is_followed() -> None:
+    # ``async for`` awaits asend(), which hides the generator; QuerySet.__aiter__ is one
+    async def rows() -> AsyncIterator[Captured]:
+        yield await sync_to_async(checkout)()
+
+    async def consume() -> list[Captured]:
+        return [c async for c in rows()]
+
+    [captured] = asyncio.run(consume())
+    names = functions(captured)
+    # (before Python 3.12 the comprehension is a frame of its own, between the two)
+    assert names.index("consume") < names.index("rows") < names.index("checkout")
+    assert names[-2:] == ["rows", "checkout"]
+
+
+def test_plain_sync_code_is_its_own_stack() -> None:
+    captured = checkout()
+    assert captured.executor is None
+    assert functions(captured)[-2:] == ["test_plain_sync_code_is_its_own_stack", "checkout"]
+
+
+def frame(module: str, file: str, function: str = "f", line: int = 1) -> RawFrame:
+    return RawFrame(file, line, function, module)
+
+
+def test_library_frames_are_told_from_the_project() -> None:
+    site = f"{sys.prefix}/lib/python3.12/site-packages"
+    assert is_library(frame("django.db.models.query", f"{site}/django/db/models/query.py"))
+    assert is_library(frame("asyncio.base_events", "/usr/lib/python3.12/asyncio/base_events.py"))
+    assert is_library(frame("pooldoctor.runner", "/src/pooldoctor/runner.py"))
+    assert is_library(frame("importlib._bootstrap", "<frozen importlib._bootstrap>"))
+    # the probe task stands in for the project's code
+    assert not is_library(frame("pooldoctor.probes.task", "/src/pooldoctor/probes/task.py"))
+    assert not is_library(frame("shop.tasks", "/srv/app/shop/tasks.py"))
+
+
+def test_the_innermost_project_frame_is_the_site() -> None:
+    stack = [
+        frame("celery.app.trace", "/v/site-packages/celery/app/trace.py"),
+        frame("shop.celery", "/srv/app/shop/celery.py", "run", 9),
+        frame("shop.tasks", "/srv/app/shop/tasks.py", "refresh_prices", 42),
+        frame("django.db.backends.base.base", "/v/site-packages/django/db/backends/base/base.py"),
+    ]
+    site = project_frame(stack)
+    assert site is not None
+    assert (site.function, site.line) == ("refresh_prices", 42)
+    assert project_frame(stack[:1]) is None
+
+
+def test_fold_keeps_project_frames_and_folds_library_runs_innermost_first() -> None:
+    stack = [
+        frame("celery.app.trace", "/v/site-packages/celery/app/trace.py"),
+        frame("shop.celery", "/srv/app/shop/celery.py", "run", 9),
+        frame("asyncio.runners", "/usr/lib/python3.12/asyncio/runners.py"),
+        frame("shop.tasks", "/srv/app/shop/tasks.py", "refresh_prices", 42),
+        frame("asgiref.sync", "/v/site-packages/asgiref/sync.py"),
+        frame("django.db.backends.base.base", "/v/site-packages/django/db/backends/base/base.py"),
+    ]
+    entries = fold(stack, "/srv/app")
+    assert [(e.file, e.line, e.folded, e.frames) for e in entries] == [
+        (None, None, ("django", "asgiref"), 2),
+        ("shop/tasks.py", 42, (), 1),
+        (None, None, ("asyncio",), 1),
+        ("shop/celery.py", 9, (), 1),
+        (None, None, ("celery",), 1),
+    ]
+
+
+def test_paths_are_relative_to_the_project_or_the_module() -> None:
+    assert display_path("/srv/app/shop/tasks.py", "/srv/app") == "shop/tasks.py"
+    assert (
+        display_path(
+            "/v/site-packages/pooldoctor/probes/task.py", "/srv/app", "pooldoctor.probes.task"
+        )
+        == "pooldoctor/probes/task.py"
+    )
+    assert display_path("/elsewhere/x.py", "/srv/app", "other") == "/elsewhere/x.py"
+    assert display_path("<string>", "/srv/app") == "<string>"
+
+
+def test_the_process_wide_executor_is_asgirefs_own() -> None:
+    # the name the role is keyed on exists in the asgiref this runs with
+    assert SyncToAsync.single_thread_executor is not None
