@@ -11,7 +11,7 @@ import dataclasses
 import enum
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 
 from pooldoctor.forensics.stacks import RawFrame, display_path, fold, project_frame
 from pooldoctor.forensics.threads import ThreadLife
@@ -31,7 +31,7 @@ class Cause(enum.Enum):
 class Checkout:
     """One checkout of a connection: who took it, where, for which task."""
 
-    stack: tuple[RawFrame, ...]
+    stack: Sequence[RawFrame]
     thread: ThreadLife
     task: str | None
     at: float

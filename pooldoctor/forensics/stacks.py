@@ -9,20 +9,24 @@ loop's tasks finds that coroutine, and its await chain gives the project's frame
 ``sync.py``, ``SyncToAsync.__call__`` and ``thread_handler``). The awaiting coroutine cannot move
 while its executor call runs, so what is read is stable.
 
-Frames are kept raw (file, line, function, module) and cheap; classifying and folding happen only
-for the few checkouts that end up in a report.
+Frames are kept raw and cheap: each checkout takes only the code object, the instruction offset and
+the module name of every frame (a :class:`Stack`); file, line and function are read from them the
+first time the stack is looked at, and classifying and folding happen only for the few checkouts
+that end up in a report. Building a ``RawFrame`` per frame at every checkout, most of it for
+``f_lineno``, was most of the cost of a capture.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gc
 import os
 import sys
 import threading
-from collections.abc import Iterable, Sequence
-from types import FrameType
-from typing import Any, NamedTuple
+from collections.abc import Iterable, Iterator, Sequence
+from types import CodeType, FrameType
+from typing import Any, NamedTuple, overload
 
 from pooldoctor.model import StackEntry
 
@@ -41,8 +45,69 @@ _LIBRARY_DIRS = ("site-packages", "dist-packages")
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
+class Stack(Sequence[RawFrame]):
+    """A captured call stack, outermost first: what each frame was running, taken at the checkout,
+    read as :class:`RawFrame` s on first use (and kept)."""
+
+    __slots__ = ("_resolved", "_taken")
+
+    def __init__(self, taken: list[tuple[CodeType, int, Any]]) -> None:
+        self._taken = taken
+        """Per frame: its code, its last instruction's offset (``f_lasti``), its module's name."""
+        self._resolved: tuple[RawFrame, ...] | None = None
+
+    def frames(self) -> tuple[RawFrame, ...]:
+        # Two threads may resolve at once (a census and a new thread's first checkout): both get
+        # the same frames, and either result may be kept.
+        resolved = self._resolved
+        if resolved is None:
+            resolved = self._resolved = tuple(
+                RawFrame(code.co_filename, _line(code, lasti), code.co_name, str(name))
+                for code, lasti, name in self._taken
+            )
+        return resolved
+
+    @overload
+    def __getitem__(self, index: int) -> RawFrame: ...
+    @overload
+    def __getitem__(self, index: slice) -> tuple[RawFrame, ...]: ...
+    def __getitem__(self, index: int | slice) -> RawFrame | tuple[RawFrame, ...]:
+        return self.frames()[index]
+
+    def __len__(self) -> int:
+        return len(self._taken)
+
+    def __iter__(self) -> Iterator[RawFrame]:
+        return iter(self.frames())
+
+    def __reversed__(self) -> Iterator[RawFrame]:
+        return reversed(self.frames())
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Stack):
+            return self.frames() == other.frames()
+        return isinstance(other, tuple) and self.frames() == other
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        return f"Stack({self.frames()!r})"
+
+
+@functools.lru_cache(maxsize=8192)
+def _line(code: CodeType, lasti: int) -> int:
+    """The line ``f_lineno`` gives for a frame of ``code`` stopped at offset ``lasti`` (0 when the
+    instruction has none), as CPython's ``PyCode_Addr2Line`` finds it."""
+    if lasti < 0:
+        return code.co_firstlineno
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line or 0
+    return 0
+
+
 class Captured(NamedTuple):
-    stack: tuple[RawFrame, ...]
+    stack: Sequence[RawFrame]
     """The logical call stack, outermost first."""
     executor: str | None
     """Which executor asgiref chose for this call, read from the awaiting ``__call__``:
@@ -54,17 +119,9 @@ class Captured(NamedTuple):
 def capture(skip: int = 1) -> Captured:
     """The logical call stack of the caller, across asgiref's hop to an executor thread."""
     frames = _frames(sys._getframe(skip))
-    handler = next(
-        (
-            i
-            for i in range(len(frames) - 1, -1, -1)
-            if frames[i].f_code.co_name == "thread_handler"
-            and frames[i].f_globals.get("__name__") == _ASGIREF_SYNC
-        ),
-        None,
-    )
+    handler = _handler(frames)
     if handler is None:
-        return Captured(_raw(frames), None)
+        return Captured(_take(frames), None)
     local = frames[handler].f_locals
     loop, task_context = local.get("loop"), local.get("task_context")
     loop_frames = _loop_thread_frames(loop)
@@ -74,10 +131,24 @@ def capture(skip: int = 1) -> Captured:
         # first): it is still on the loop thread's own stack.
         middle = loop_frames[: call + 1]
     else:
-        middle = _until_loop(loop_frames) + _awaiting(loop, task_context)
-    stack = _raw(frames[:handler]) + _raw(middle) + _raw(frames[handler:])
-    is_call = middle and _is_call(middle[-1], task_context)
-    return Captured(stack, _executor(middle[-1]) if is_call else None)
+        awaiting = _awaiting(loop, task_context)
+        call = len(awaiting) - 1 if awaiting else None
+        middle = _until_loop(loop_frames) + awaiting
+    # Either way the awaiting ``__call__`` (when found) is the last frame of ``middle``.
+    stack = _take(frames[:handler] + middle + frames[handler:])
+    return Captured(stack, _executor(middle[-1]) if call is not None else None)
+
+
+def _handler(frames: list[FrameType]) -> int | None:
+    """Where asgiref's ``SyncToAsync.thread_handler`` runs on this thread's stack, if it does."""
+    for i in range(len(frames) - 1, -1, -1):
+        frame = frames[i]
+        if (
+            frame.f_code.co_name == "thread_handler"
+            and frame.f_globals.get("__name__") == _ASGIREF_SYNC
+        ):
+            return i
+    return None
 
 
 def _is_call(frame: FrameType, task_context: Any) -> bool:
@@ -90,7 +161,11 @@ def _is_call(frame: FrameType, task_context: Any) -> bool:
 
 
 def _find_call(frames: list[FrameType], task_context: Any) -> int | None:
-    return next((i for i, f in enumerate(frames) if _is_call(f, task_context)), None)
+    for i, frame in enumerate(frames):
+        # The name first: reading a frame's f_locals builds a dict.
+        if frame.f_code.co_name == "__call__" and _is_call(frame, task_context):
+            return i
+    return None
 
 
 def _executor(call: FrameType) -> str | None:
@@ -118,11 +193,10 @@ def _frames(frame: FrameType | None) -> list[FrameType]:
     return found
 
 
-def _raw(frames: Iterable[FrameType]) -> tuple[RawFrame, ...]:
-    return tuple(
-        RawFrame(f.f_code.co_filename, f.f_lineno or 0, f.f_code.co_name, _module(f))
-        for f in frames
-    )
+def _take(frames: Iterable[FrameType]) -> Stack:
+    """What each frame is running, read now: frames themselves must not be kept (they hold their
+    locals, connections included, alive)."""
+    return Stack([(f.f_code, f.f_lasti, f.f_globals.get("__name__", "")) for f in frames])
 
 
 def _module(frame: FrameType) -> str:
@@ -196,21 +270,43 @@ def _until_loop(frames: list[FrameType]) -> list[FrameType]:
 
 def is_library(frame: RawFrame) -> bool:
     """Django's, asgiref's, asyncio's, Celery's, pooldoctor's: anything but the project's code."""
-    if frame.module in STAND_INS:
+    return _is_library(frame.module, frame.file)
+
+
+# Cached: a run that keeps losing connections asks again for the same frames after every task.
+@functools.lru_cache(maxsize=4096)
+def _is_library(module: str, file: str) -> bool:
+    if module in STAND_INS:
         return False
-    top = frame.module.partition(".")[0]
+    top = module.partition(".")[0]
     if top in sys.stdlib_module_names or top == "pooldoctor":
         return True
-    if frame.file.startswith(_OWN_DIR):  # pooldoctor run as ``python -m`` is ``__main__``
+    if file.startswith(_OWN_DIR):  # pooldoctor run as ``python -m`` is ``__main__``
         return True
-    if frame.file.startswith("<"):  # <frozen ...>, <string>
+    if file.startswith("<"):  # <frozen ...>, <string>
         return True
-    return any(part in _LIBRARY_DIRS for part in frame.file.split(os.sep))
+    return any(part in _LIBRARY_DIRS for part in file.split(os.sep))
+
+
+# Before Python 3.12 a comprehension runs in a frame of its own, named after it.
+_COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 
 
 def project_frame(stack: Sequence[RawFrame]) -> RawFrame | None:
-    """The innermost frame of the project's own code."""
-    return next((f for f in reversed(stack) if not is_library(f)), None)
+    """The innermost frame of the project's own code, named after the function it is in (a
+    comprehension's own frame takes the name of the function around it)."""
+    frames = list(stack)
+    for depth in range(len(frames) - 1, -1, -1):
+        frame = frames[depth]
+        if is_library(frame):
+            continue
+        outer = depth
+        while frames[outer].function in _COMPREHENSIONS and outer > 0:
+            if frames[outer - 1].file != frame.file:
+                break
+            outer -= 1
+        return frame._replace(function=frames[outer].function)
+    return None
 
 
 def fold(stack: Sequence[RawFrame], cwd: str) -> tuple[StackEntry, ...]:

@@ -165,3 +165,15 @@ def test_paths_are_relative_to_the_project_or_the_module() -> None:
 def test_the_process_wide_executor_is_asgirefs_own() -> None:
     # the name the role is keyed on exists in the asgiref this runs with
     assert SyncToAsync.single_thread_executor is not None
+
+
+def test_a_comprehension_frame_takes_the_name_of_the_function_around_it() -> None:
+    # Python 3.11 runs a comprehension in a frame named <listcomp>
+    stack = [
+        frame("shop.tasks", "/srv/app/shop/tasks.py", "refresh_prices", 40),
+        frame("shop.tasks", "/srv/app/shop/tasks.py", "<listcomp>", 42),
+        frame("django.db.models.query", "/v/site-packages/django/db/models/query.py"),
+    ]
+    site = project_frame(stack)
+    assert site is not None
+    assert (site.function, site.line) == ("refresh_prices", 42)
