@@ -60,6 +60,8 @@ class FleetOptions:
     app: str | None
     task_timeout: float
     kill_child_at: int | None = None
+    tracking: bool = True
+    """Capture each checkout's call stack, so leak sites can be named."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -76,6 +78,8 @@ class FleetRecords:
     seconds: float
     log: str = ""
     """The worker's own output (shown with --debug)."""
+    leak_sites: dict[int, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    """Per worker process (pid): its leak sites as of its last census."""
 
 
 def broker_conf(broker: str, directory: Path) -> dict[str, Any]:
@@ -101,6 +105,7 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
     started = time.monotonic()
     directory = Path(tempfile.mkdtemp(prefix="pooldoctor-sim-"))
     (directory / "records").mkdir()
+    (directory / "sites").mkdir()
     queue_name = f"pooldoctor-{run_id}-{index}"
     conf = {**broker_conf(options.broker, directory), "task_default_queue": queue_name,
             "worker_hijack_root_logger": False}  # fmt: skip
@@ -117,6 +122,7 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
         "pool": options.pool,
         "task_timeout": options.task_timeout,
         "apply_fix": apply_fix,
+        "tracking": options.tracking,
         "celery_conf": conf,
         "application_name": f"pooldoctor:{run_id}:{index}",
         "kill_token": sent[options.kill_child_at]["token"]
@@ -156,12 +162,13 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
             _LIVE.discard(proc)
         log.close()
     records = [json.loads(p.read_text()) for p in sorted((directory / "records").glob("*.json"))]
+    sites = {int(p.stem): json.loads(p.read_text()) for p in (directory / "sites").glob("*.json")}
     died = [m.groupdict() for m in CHILD_DIED.finditer(output)]
     if detail and not ready:
         detail = f"{detail}: {_last_line(output)}"
     shutil.rmtree(directory, ignore_errors=True)
     return FleetRecords(subject, sent, records, ready, died, detail,
-                        round(time.monotonic() - started, 3), output)  # fmt: skip
+                        round(time.monotonic() - started, 3), output, sites)  # fmt: skip
 
 
 class _FleetError(Exception):

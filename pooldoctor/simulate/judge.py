@@ -14,11 +14,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pooldoctor.model import (
+    LeakSite,
     PoolStats,
     StopReason,
     SubjectRun,
     TaskCensus,
     ThreadConnection,
+    leak_site_from_dict,
 )
 from pooldoctor.verdict import judge
 
@@ -43,6 +45,8 @@ class WorkerResult:
     verdict: str
     summary: str
     census: tuple[TaskCensus, ...]
+    leak_sites: tuple[LeakSite, ...] = ()
+    """Where this process's lost and pinned connections were checked out (its last census)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,13 +71,16 @@ class FleetResult:
 
 def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
                 records: Sequence[Mapping[str, Any]], children_died: Sequence[Mapping[str, str]],
-                stop_detail: str | None, seconds: float) -> FleetResult:  # fmt: skip
+                stop_detail: str | None, seconds: float,
+                leak_sites: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+                ) -> FleetResult:  # fmt: skip
     by_pid: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
         by_pid[int(record["pid"])].append(record)
     stopped_early = bool(stop_detail and "exhaustion" in stop_detail)
+    sites = leak_sites or {}
     workers = tuple(
-        judge_worker(pid, sorted(rs, key=lambda r: r["index"]))
+        judge_worker(pid, sorted(rs, key=lambda r: r["index"]), sites.get(pid, ()))
         for pid, rs in sorted(by_pid.items())
     )
     backends: dict[int, set[int]] = defaultdict(set)
@@ -111,7 +118,8 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
     )
 
 
-def judge_worker(pid: int, records: Sequence[Mapping[str, Any]]) -> WorkerResult:
+def judge_worker(pid: int, records: Sequence[Mapping[str, Any]],
+                 leak_sites: Sequence[Mapping[str, Any]] = ()) -> WorkerResult:  # fmt: skip
     census = tuple(to_census(r) for r in records)
     exhausted = any(r.get("exhausted") for r in records)
     run = SubjectRun(
@@ -159,6 +167,7 @@ def judge_worker(pid: int, records: Sequence[Mapping[str, Any]]) -> WorkerResult
         verdict=verdict,
         summary=summary,
         census=census,
+        leak_sites=tuple(leak_site_from_dict(site) for site in leak_sites),
     )
 
 

@@ -1,4 +1,5 @@
-"""Rendering a simulation: text, JSON (check's schema family plus workers and celery), JUnit."""
+"""Rendering a simulation: text, JSON (check's schema family plus workers and celery), JUnit,
+GitHub workflow annotations (``reporters/github.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ from typing import Any
 
 from pooldoctor import __version__
 from pooldoctor.model import to_dict
+from pooldoctor.reporters import github
+from pooldoctor.reporters.sites import site_lines
 from pooldoctor.simulate.judge import RANK, FleetResult, WorkerResult
 from pooldoctor.simulate.run import SimulateReport
 
@@ -20,17 +23,21 @@ def render(report: SimulateReport, fmt: str, fail_on: str = "leak") -> str:
         return as_json(report)
     if fmt == "junit":
         return as_junit(report, fail_on)
+    if fmt == "github":
+        return github.render_simulation(report, fail_on)
     return as_text(report)
 
 
 def _worker(subject: str, worker: WorkerResult) -> dict[str, Any]:
     return {"subject": subject, **{f: getattr(worker, f) for f in WORKER_FIELDS},
-            "summary": worker.summary}  # fmt: skip
+            "summary": worker.summary,
+            "leak_sites": [to_dict(site) for site in worker.leak_sites]}  # fmt: skip
 
 
 def as_dict(report: SimulateReport) -> dict[str, Any]:
     return {
         "schema": 1,
+        "command": "simulate",
         "pooldoctor": __version__,
         "verdict": report.verdict,
         "headline": report.headline,
@@ -99,6 +106,7 @@ def as_text(report: SimulateReport) -> str:
                 f"{w.crossed_replies} crossed, {w.inherited_connections} inherited in use, "
                 f"{w.connections_opened} opened, {w.lost_slots} lost, {w.held_connections} held"
             )
+            lines += [f"    {line}" for site in w.leak_sites for line in site_lines(site)]
         if r.stop_detail:
             lines.append(f"  stopped: {r.stop_detail}")
     if report.findings:

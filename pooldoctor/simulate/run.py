@@ -149,7 +149,8 @@ def _killing_on_interrupt() -> Iterator[None]:
 
 def _judge(raw: FleetRecords) -> FleetResult:
     return judge_fleet(raw.subject.name, raw.subject.kind, raw.sent, raw.records,
-                       raw.children_died, raw.stop_detail, raw.seconds)  # fmt: skip
+                       raw.children_died, raw.stop_detail, raw.seconds,
+                       raw.leak_sites)  # fmt: skip
 
 
 def _check_app(spec: str) -> None:

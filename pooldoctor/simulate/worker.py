@@ -4,6 +4,9 @@ It loads the project's own Celery app (its signal handlers, its Django fix-up, t
 Celery's behaviour), points it at pooldoctor's broker, registers the probe task through the
 subject (a mode or the project's wrapper) and writes one record per task, from the worker process
 that ran it, after every other ``task_postrun`` handler (Celery's Django fix-up included) ran.
+Each task is labelled for the ledger (``name[task id]``) on the thread that runs it, and every
+census also rewrites the process's leak sites (``sites/<pid>.json``): one file per worker process,
+holding where its lost and pinned connections were checked out as of its latest census.
 
 Nothing here runs outside a worker started by :mod:`pooldoctor.simulate.fleet`; the spec comes
 from the file named by ``POOLDOCTOR_SIMULATE``.
@@ -12,6 +15,7 @@ from the file named by ``POOLDOCTOR_SIMULATE``.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import os
 import signal
@@ -26,10 +30,11 @@ from pooldoctor.model import to_dict
 from pooldoctor.probes import get_mode
 from pooldoctor.probes.task import ECHOES, ProbeFailure, make_probe_task
 from pooldoctor.runner import EXHAUSTION_GRACE, WATCH_INTERVAL
-from pooldoctor.subjects import _is_celery_task, decorate, load_wrapper
+from pooldoctor.subjects import decorate, is_celery_task, load_wrapper
 
 SPEC: dict[str, Any] = json.loads(Path(os.environ["POOLDOCTOR_SIMULATE"]).read_text())
 RECORDS = Path(SPEC["dir"]) / "records"
+SITES = Path(SPEC["dir"]) / "sites"
 PROJECT = project.ProjectSpec.from_dict(SPEC["project"])
 ALIAS = PROJECT.alias
 PROBE_NAME = "pooldoctor.probe"
@@ -48,11 +53,13 @@ class ChildState:
         self.running: dict[str, float] = {}
         """Tasks running in this process (several at once in a threads pool) and their start."""
         self.written: set[str] = set()
+        self.labels: dict[str, tuple[str, contextvars.Token[str | None], int]] = {}
+        """Running tasks' ledger labels, context tokens and the thread that set them."""
         self.lock = threading.Lock()
 
 
 STATE = ChildState()
-LEDGER = census.Ledger(ALIAS)
+LEDGER = census.Ledger(ALIAS, tracking=SPEC.get("tracking", True))
 
 
 def _pool() -> Any:
@@ -101,17 +108,37 @@ def _watch() -> None:
                 _write(task_id, {"hung": detail}, TimeoutError(detail), now - started)
 
 
-def _on_prerun(task_id: str = "", args: Any = (), **kwargs: Any) -> None:
+def _on_prerun(task_id: str = "", task: Any = None, args: Any = (), **kwargs: Any) -> None:
     if SPEC.get("kill_token") and len(args) > 1 and args[1] == SPEC["kill_token"]:
         os.kill(os.getpid(), signal.SIGKILL)  # chaos: a child dying mid-task, as OOM kills do
+    # Set on the thread that runs the task (a threads pool runs several at once, each on its own
+    # thread and context); asgiref copies the context into the executor threads it uses.
+    label = f"{getattr(task, 'name', PROBE_NAME)}[{task_id[:8]}]"
+    token = LEDGER.task_started(label)
+    STATE.labels[task_id] = (label, token, threading.get_ident())
     STATE.running[task_id] = time.monotonic()
 
 
 def _on_postrun(task_id: str = "", args: Any = (), state: str = "", retval: Any = None,
                 **kwargs: Any) -> None:  # fmt: skip
     started = STATE.running.pop(task_id, time.monotonic())
+    _task_finished(task_id)
     error = retval if isinstance(retval, BaseException) else None
     _write(task_id, {"state": state, "args": list(args)}, error, time.monotonic() - started)
+
+
+def _task_finished(task_id: str) -> None:
+    labelled = STATE.labels.pop(task_id, None)
+    if labelled is None:
+        return
+    label, token, ident = labelled
+    # Only the thread (context) that set the label can reset it; Celery sends task_postrun from
+    # the task's own thread, so this is the usual case.
+    same_thread = ident == threading.get_ident()
+    try:
+        LEDGER.task_finished(label, token if same_thread else None)
+    except ValueError:  # another context after all: the end is recorded, the label stays
+        LEDGER.task_finished(label)
 
 
 def _write(task_id: str, extra: dict[str, Any], error: BaseException | None,
@@ -155,10 +182,17 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
         **{k: v for k, v in extra.items() if k != "args"},
     }
     STATE.index += 1
-    path = RECORDS / f"{task_id}.json"
+    # Before the record: the parent stops the worker once every record is in, and must find the
+    # sites of the census that record reports.
+    sites = LEDGER.leak_sites(pool, PROJECT.cwd)
+    _replace(SITES / f"{os.getpid()}.json", json.dumps(to_dict(sites), sort_keys=True))
+    _replace(RECORDS / f"{task_id}.json", json.dumps(record, sort_keys=True))
+
+
+def _replace(path: Path, text: str) -> None:
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(record, sort_keys=True))
-    tmp.replace(path)  # the parent never reads half a record
+    tmp.write_text(text)
+    tmp.replace(path)  # the parent never reads half a file
 
 
 def _load_app() -> Any:
@@ -251,8 +285,8 @@ def _bootstrap() -> Any:
     else:
         run = decorate(SPEC["subject"]["name"], load_wrapper(SPEC["subject"]["name"]),
                        make_probe_task(ALIAS))  # fmt: skip
-    name = run.name if _is_celery_task(run) else PROBE_NAME
-    if not _is_celery_task(run):
+    name = run.name if is_celery_task(run) else PROBE_NAME
+    if not is_celery_task(run):
         app.task(name=PROBE_NAME, ignore_result=True)(run)
 
     def on_worker_init(**kwargs: Any) -> None:

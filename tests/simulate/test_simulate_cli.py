@@ -22,7 +22,7 @@ from .sim import (
 
 WORKER_FIELDS = {"subject", "pid", "tasks", "failed_tasks", "crossed_replies",
                  "inherited_connections", "connections_opened", "lost_slots",
-                 "held_connections", "verdict", "summary"}  # fmt: skip
+                 "held_connections", "verdict", "summary", "leak_sites"}  # fmt: skip
 EXPECTED_FAILURES = 3
 """The probe's own failing tasks in a run of 12 (raise after a query, in atomic(), open
 transaction): failed, but cleaned up by a clean wrapper."""
