@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pooldoctor.model import Finding, Severity, SubjectResult, Verdict
+from pooldoctor.model import PROJECT_KINDS, Finding, Severity, SubjectResult, SubjectRun, Verdict
 from pooldoctor.verdict import completed, poisoned_since
 
 # A pool timeout above this turns an exhausted pool into what looks like a hung worker.
@@ -17,6 +17,9 @@ LONG_POOL_TIMEOUT = 10.0
 # Celery's default concurrency is the number of CPUs; four is a small worker host.
 TYPICAL_PROCESSES = 4
 PSYCOPG_POOL_DEFAULTS = {"min_size": 4, "max_size": None, "timeout": 30.0}
+# PostgreSQL's words for a write in a read-only transaction (SQLSTATE 25006): "cannot execute
+# INSERT in a read-only transaction".
+READ_ONLY_ERROR = "in a read-only transaction"
 
 
 def pool_settings(pool_option: Any) -> dict[str, Any] | None:
@@ -93,15 +96,16 @@ def audit_config(
 
 
 def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[Finding]:
-    """Findings for the project's wrappers and for what every subject's census showed."""
+    """Findings for the project's wrappers and tasks and for what every subject's census
+    showed."""
     findings: list[Finding] = []
     fix = (
         f"use the pattern that measured clean here ({fix_subject}; code below)"
         if fix_subject
         else "close the connection on the thread that ran the ORM calls, before it ends"
     )
-    wrappers = [r for r in results if r.run.kind == "wrapper"]
-    for result in wrappers:
+    own = [r for r in results if r.run.kind in PROJECT_KINDS]
+    for result in own:
         if result.verdict is Verdict.LEAK:
             findings.append(
                 Finding(
@@ -128,7 +132,10 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
                     "PD205",
                     Severity.ERROR,
                     f"{result.subject}: {result.summary}",
-                    "make the wrapper return once the task's coroutine finishes; run with "
+                    "see the symptoms: the task failed on every run; run with --debug to see "
+                    "its output"
+                    if result.run.kind == "task"
+                    else "make the wrapper return once the task's coroutine finishes; run with "
                     "--debug to see the subject's output",
                     result.subject,
                 )
@@ -148,7 +155,7 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
                     result.subject,
                 )
             )
-    if not wrappers:
+    if not own:
         findings.append(
             Finding(
                 "PD204",
@@ -156,7 +163,45 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
                 "no project wrapper was named, so only built-in modes were measured and the "
                 "project's verdict says nothing about its own code",
                 "name the decorator your tasks use: --wrapper mysite.celeryapp:async_task "
-                "(or [tool.pooldoctor] wrappers = [...] in pyproject.toml)",
+                "(or [tool.pooldoctor] wrappers = [...] in pyproject.toml), or run a task: "
+                "--task mysite.tasks.refresh_prices",
             )
         )
     return findings
+
+
+def refused_writes(run: SubjectRun) -> int:
+    """Tasks that failed because the session was read-only."""
+    return sum(1 for c in run.census if c.error and READ_ONLY_ERROR in c.error)
+
+
+def write_hint(kind: str, dsn: str) -> str:
+    """What to do when a project subject writes and pooldoctor's session is read-only."""
+    return (
+        f"the {kind} writes; rerun with --database embedded "
+        f"(or --allow-writes to let it write to {without_password(dsn)})"
+    )
+
+
+def writes_refused(results: Sequence[SubjectResult], dsn: str) -> list[Finding]:
+    """PD206 for each wrapper or task whose tasks failed on the read-only session (only drawn
+    when pooldoctor opened the sessions read-only)."""
+    return [
+        Finding(
+            "PD206",
+            Severity.ERROR,
+            f"{result.subject}: the {result.run.kind} writes, and {refused_writes(result.run)} "
+            f"of {result.tasks} tasks failed on pooldoctor's read-only session: its connection "
+            "handling was measured on failing runs only",
+            "rerun with --database embedded (a throwaway server, migrated first), or with "
+            f"--allow-writes to let it write to {without_password(dsn)}",
+            result.subject,
+        )
+        for result in results
+        if result.run.kind in PROJECT_KINDS and refused_writes(result.run)
+    ]
+
+
+def without_password(dsn: str) -> str:
+    """A report's DSN (password masked as ``:***``) with no password at all."""
+    return dsn.replace(":***@", "@")

@@ -97,7 +97,7 @@ def run_subjects(
     def one(index: int, subject: Subject) -> SubjectRun:
         spec = {
             "project": project.to_dict(),
-            "subject": {"kind": subject.kind, "name": subject.name},
+            "subject": subject.wire(),
             "tasks": tasks,
             "task_timeout": task_timeout,
             "application_name": f"pooldoctor:{run_id}:{index}",

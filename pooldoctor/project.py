@@ -21,8 +21,10 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from pooldoctor.errors import DatabaseError, ProjectError, UsageError
 
 POSTGRES_ENGINES = ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis")
-# Every session pooldoctor opens starts read-only: probes only read, and a project wrapper that
-# writes fails loudly instead of changing the user's data.
+# Every session pooldoctor opens on the user's database starts read-only: probes only read, and a
+# project wrapper or task that writes fails loudly instead of changing the user's data. (A
+# transaction rolled back after each task cannot be the guard: the async ORM runs on executor
+# threads, each with its own connection, so one task's queries are not one transaction.)
 READ_ONLY = "-c default_transaction_read_only=on"
 
 
@@ -36,6 +38,9 @@ class ProjectSpec:
     cwd: str
     database: Mapping[str, Any] | None = None
     """Replacement NAME/USER/PASSWORD/HOST/PORT and extra OPTIONS, from --database."""
+    read_only: bool = True
+    """Start every session with default_transaction_read_only (off only for the throwaway
+    embedded server and with --allow-writes)."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -118,8 +123,9 @@ def apply_overrides(entry: dict[str, Any], spec: ProjectSpec, application_name: 
         entry["OPTIONS"] = options
     options = entry.setdefault("OPTIONS", {})
     options["application_name"] = application_name
-    existing = options.get("options", "")
-    options["options"] = f"{existing} {READ_ONLY}".strip()
+    if spec.read_only:
+        existing = options.get("options", "")
+        options["options"] = f"{existing} {READ_ONLY}".strip()
 
 
 def parse_database_url(url: str) -> dict[str, Any]:

@@ -1,4 +1,7 @@
-"""One subject in its own process: set Django up, run the probe tasks, report a census after each.
+"""One subject in its own process: set Django up, run its tasks, report a census after each.
+
+The tasks are the probe, run through a mode or the project's wrapper, or the project's own task
+(``--task``), run as a worker runs it.
 
 Started by :mod:`pooldoctor.isolation` as ``python -m pooldoctor.runner`` with a JSON spec on
 stdin (stdin, not argv, so no password shows in ``ps``). It writes JSON lines to the original
@@ -26,12 +29,21 @@ from pooldoctor.errors import PooldoctorError
 from pooldoctor.model import StopReason, TaskCensus, to_dict
 from pooldoctor.probes import get_mode
 from pooldoctor.probes.task import ProbeFailure, make_probe_task, schedule
+from pooldoctor.project_tasks import task_runner
 from pooldoctor.subjects import apply_wrapper, load_wrapper
 
 # How long a request may wait with no free slot before it counts as exhaustion: long enough for
 # a connection being returned right now to arrive, far below any pool timeout.
 EXHAUSTION_GRACE = 0.25
 WATCH_INTERVAL = 0.005
+# The census kind of a run of the project's own task (the probe's kinds say how it fails on
+# purpose; a real task is run the same way every time).
+TASK = "task"
+
+
+def label(index: int, kind: str) -> str:
+    """How the ledger and the reports name a task: ``task 3`` or ``task 4 (raise-after-query)``."""
+    return f"task {index + 1}" if kind == TASK else f"task {index + 1} ({kind})"
 
 
 class Channel:
@@ -80,6 +92,9 @@ class Subject:
             self.run_task = mode.wrap(
                 make_probe_task(self.alias, thread_sensitive=mode.thread_sensitive)
             )
+        elif subject["kind"] == "task":
+            self.run_task = task_runner(subject)
+            self.celery_task = getattr(self.run_task, "celery_task", False)
         else:
             decorator = load_wrapper(subject["name"])
             self.run_task = apply_wrapper(subject["name"], decorator, make_probe_task(self.alias))
@@ -88,6 +103,12 @@ class Subject:
             project.connection_params(self.alias), self.spec["application_name"]
         )
         return None
+
+    def kinds(self, tasks: int) -> list[str]:
+        """What each of ``tasks`` runs: the probe's schedule, or the project's task every time."""
+        if self.spec["subject"]["kind"] == "task":
+            return [TASK] * tasks
+        return schedule(tasks)
 
     def pool_configured(self) -> bool:
         from django.conf import settings
@@ -185,7 +206,7 @@ class Watchdog(threading.Thread):
             else:
                 starved_since = None
             if now - started > self.task_timeout:
-                detail = f"task {index + 1} ({kind}) did not finish within {self.task_timeout:g} s"
+                detail = f"{label(index, kind)} did not finish within {self.task_timeout:g} s"
                 self._stop(StopReason.HUNG, detail, index, kind, now - started)
 
     def _stop(self, reason: StopReason, detail: str, index: int, kind: str, seconds: float) -> None:
@@ -229,17 +250,17 @@ def main() -> None:
     watchdog = Watchdog(subject, channel, spec["task_timeout"])
     watchdog.start()
     assert subject.run_task is not None
-    for index, kind in enumerate(schedule(spec["tasks"])):
+    for index, kind in enumerate(subject.kinds(spec["tasks"])):
         watchdog.task_started(index, kind)
-        label = f"task {index + 1} ({kind})"
-        token = subject.ledger.task_started(label)
+        name = label(index, kind)
+        token = subject.ledger.task_started(name)
         started = time.monotonic()
         outcome: BaseException | None = None
         try:
             subject.run_task(kind)
         except Exception as exc:
             outcome = exc
-        subject.ledger.task_finished(label, token)
+        subject.ledger.task_finished(name, token)
         watchdog.task_finished()
         snapshot = subject.take_census(index, kind, outcome, time.monotonic() - started)
         channel.send("task", census=to_dict(snapshot))

@@ -1,9 +1,12 @@
-"""Subjects: the built-in modes and the project's own wrappers, as one list.
+"""Subjects: the built-in modes, the project's own wrappers and its own tasks, as one list.
 
 A wrapper is named ``MODULE:ATTR`` (ATTR is a decorator taking an async function) or
 ``MODULE:ATTR()`` (ATTR is a factory called with no arguments that returns such a decorator). The
 decorator may return a plain callable or a Celery task; a task is run in-process through Celery's
 own tracer, as a solo worker runs it.
+
+A task (``--task``, see :mod:`pooldoctor.project_tasks`) is the project's own task, run through
+the same tracer with the arguments given.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import importlib
 import re
 import traceback
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pooldoctor.errors import ProjectError, UsageError
@@ -26,9 +29,32 @@ _WRAPPER = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?
 @dataclasses.dataclass(frozen=True)
 class Subject:
     name: str
-    """The mode's name, or the wrapper exactly as the user gave it."""
+    """The mode's name, the wrapper exactly as the user gave it, or the task's path (followed by
+    ``via WRAPPER`` for an async function run through a wrapper)."""
     kind: str
-    """``mode`` or ``wrapper``."""
+    """``mode``, ``wrapper`` or ``task``."""
+    target: str | None = None
+    """A task's path, as the user gave it."""
+    args: tuple[Any, ...] = dataclasses.field(default=(), compare=False)
+    """A task's positional arguments (``--args``)."""
+    kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False)
+    """A task's keyword arguments (``--kwargs``)."""
+    wrapper: str | None = None
+    """The ``--wrapper`` a task that is a bare async function runs through."""
+
+    def wire(self) -> dict[str, Any]:
+        """The subject as the runner's spec carries it."""
+        if self.kind != "task":
+            return {"kind": self.kind, "name": self.name}
+        wire: dict[str, Any] = {
+            "kind": "task",
+            "name": self.target,
+            "args": list(self.args),
+            "kwargs": dict(self.kwargs),
+        }
+        if self.wrapper is not None:
+            wire["wrapper"] = self.wrapper
+        return wire
 
 
 def _match(spec: str) -> re.Match[str]:
@@ -71,7 +97,7 @@ def load_wrapper(spec: str) -> Callable[[Any], Any]:
         ) from exc
     except Exception as exc:
         raise ProjectError(
-            f"--wrapper {spec}: importing {module_name!r} raised {_describe(exc)}",
+            f"--wrapper {spec}: importing {module_name!r} raised {describe_exception(exc)}",
             "fix the error in that module (run with --debug for the traceback)",
         ) from exc
     for part in attr.split("."):
@@ -88,7 +114,7 @@ def load_wrapper(spec: str) -> Callable[[Any], Any]:
             obj = obj()
         except Exception as exc:
             raise ProjectError(
-                f"--wrapper {spec}: calling {attr}() raised {_describe(exc)}",
+                f"--wrapper {spec}: calling {attr}() raised {describe_exception(exc)}",
                 "a factory must take no arguments and return a decorator",
             ) from exc
     if not callable(obj):
@@ -102,7 +128,7 @@ def load_wrapper(spec: str) -> Callable[[Any], Any]:
 def apply_wrapper(spec: str, decorator: Callable[[Any], Any], task: Any) -> Callable[[str], Any]:
     """Decorate the probe task with the project's wrapper and return something to call per task."""
     wrapped = decorate(spec, decorator, task)
-    return celery_runner(wrapped) if _is_celery_task(wrapped) else wrapped
+    return celery_runner(wrapped) if is_celery_task(wrapped) else wrapped
 
 
 def decorate(spec: str, decorator: Callable[[Any], Any], task: Any) -> Any:
@@ -111,7 +137,7 @@ def decorate(spec: str, decorator: Callable[[Any], Any], task: Any) -> Any:
         wrapped = decorator(task)
     except Exception as exc:
         raise ProjectError(
-            f"--wrapper {spec}: decorating an async function raised {_describe(exc)}",
+            f"--wrapper {spec}: decorating an async function raised {describe_exception(exc)}",
             "the wrapper must accept an async function as its only argument",
         ) from exc
     if not callable(wrapped):
@@ -122,7 +148,7 @@ def decorate(spec: str, decorator: Callable[[Any], Any], task: Any) -> Any:
     return wrapped
 
 
-def _is_celery_task(obj: Any) -> bool:
+def is_celery_task(obj: Any) -> bool:
     try:
         from celery.app.task import Task
     except ImportError:  # pragma: no cover - celery is a dependency
@@ -130,8 +156,9 @@ def _is_celery_task(obj: Any) -> bool:
     return isinstance(obj, Task)
 
 
-def celery_runner(task: Any) -> Callable[[str], Any]:
-    """Run a Celery task in this thread through Celery's tracer, as a solo worker does.
+def celery_runner(task: Any) -> Callable[..., Any]:
+    """Run a Celery task in this thread through Celery's tracer, as a solo worker does; the
+    returned function takes the task's arguments.
 
     ``task.apply()`` would mark the request eager, and Celery's Django fix-up skips its database
     cleanup for eager tasks; a worker's tracer runs the task with ``is_eager=False`` and the
@@ -144,10 +171,10 @@ def celery_runner(task: Any) -> Callable[[str], Any]:
     install_worker_fixup(task.app)
     tracer = build_tracer(task.name, task, app=task.app, eager=False, propagate=False)
 
-    def run(kind: str) -> Any:
+    def run(*args: Any, **kwargs: Any) -> Any:
         task_id = uuid.uuid4().hex
         request = {"id": task_id, "ignore_result": True, "delivery_info": {"is_eager": False}}
-        retval, info, _, _ = tracer(task_id, (kind,), {}, request)
+        retval, info, _, _ = tracer(task_id, args, kwargs, request)
         if info is not None and info.state in (states.FAILURE, states.RETRY):
             raise info.retval
         return retval
@@ -166,7 +193,7 @@ def install_worker_fixup(app: Any) -> bool:
     return False
 
 
-def _describe(exc: BaseException) -> str:
+def describe_exception(exc: BaseException) -> str:
     where = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
     at = f" at {where.filename}:{where.lineno}" if where else ""
     return f"{type(exc).__name__}: {exc}{at}"
