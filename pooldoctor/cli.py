@@ -1,8 +1,8 @@
 """Command line: parse options, call the pipeline, render, return an exit code.
 
 Exit codes (``pooldoctor.errors.ExitCode``): 0 nothing reached --fail-on; 1 a project wrapper
-reached --fail-on; 2 usage error; 3 the check could not run; 130 interrupted (Ctrl-C, SIGTERM,
-SIGHUP).
+or task reached --fail-on; 2 usage error; 3 the check could not run; 130 interrupted (Ctrl-C,
+SIGTERM, SIGHUP).
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ from typing import Any
 import click
 from rich.console import Console
 
-from pooldoctor import __version__, verdict
-from pooldoctor.check import CheckOptions, run_check
+from pooldoctor import __version__, saved, verdict
+from pooldoctor.check import CheckOptions, run_check, subject_count
 from pooldoctor.errors import ExitCode, PooldoctorError, UsageError
 from pooldoctor.isolation import Progress
 from pooldoctor.model import Report, SubjectRun
 from pooldoctor.probes import all_modes
+from pooldoctor.project_tasks import parse_arguments
 from pooldoctor.reporters import Format, infer_format, render
 from pooldoctor.scan.report import ScanFormat
 from pooldoctor.scan.report import render as render_scan
@@ -35,7 +36,7 @@ from pooldoctor.simulate.fleet import FleetOptions
 from pooldoctor.subjects import Subject
 
 EXIT_CODES_HELP = (
-    "Exit codes: 0 nothing reached --fail-on; 1 a project wrapper reached --fail-on; "
+    "Exit codes: 0 nothing reached --fail-on; 1 a project wrapper or task reached --fail-on; "
     "2 usage error; 3 the check could not run (settings, database, engine, wrapper, missing "
     "extra); 130 interrupted (Ctrl-C, SIGTERM or SIGHUP)."
 )
@@ -69,14 +70,15 @@ def _report_options(func: Any, fail_on: str = "leak") -> Any:
                 type=click.Choice(["leak", "pinned", "never"]),
                 default=fail_on,
                 show_default=True,
-                help="Exit 1 when a project wrapper's verdict is at or above this.",
+                help="Exit 1 when a project wrapper's or task's verdict is at or above this.",
             ),
             click.option(
                 "--tasks",
                 type=click.IntRange(2, 1000),
                 default=12,
                 show_default=True,
-                help="Probe tasks per subject (a share of them fail on purpose).",
+                help="Probe tasks per subject (a share of them fail on purpose), or runs of "
+                "each --task.",
             ),
             click.option(
                 "--task-timeout",
@@ -151,12 +153,48 @@ def _project_options(func: Any) -> Any:
     is_flag=True,
     help="Do not record checkout call stacks: verdicts stay the same, leak sites are not named.",
 )
+@click.option(
+    "--task",
+    "task_paths",
+    multiple=True,
+    metavar="DOTTED.PATH",
+    help="RUNS THE PROJECT'S CODE FOR REAL: the project's own task (a Celery task or a sync "
+    "function, e.g. mysite.tasks.refresh_prices), run --tasks times through its own decorator, "
+    "in-process as a worker runs it, and judged like a wrapper (repeatable). With --database "
+    "embedded the project's migrations run there first and the task may write; on any other "
+    "database its sessions are read-only, so a task that writes fails (see --allow-writes). "
+    "Built-in modes run only if --modes names them. An async def that nothing wraps is run "
+    "through each --wrapper.",
+)
+@click.option(
+    "--args",
+    "task_args",
+    metavar="JSON",
+    help="Positional arguments for every --task, as a JSON list (default []).",
+)
+@click.option(
+    "--kwargs",
+    "task_kwargs",
+    metavar="JSON",
+    help="Keyword arguments for every --task, as a JSON object (default {}).",
+)
+@click.option(
+    "--allow-writes",
+    is_flag=True,
+    help="Open read-write sessions on a database that is not the embedded one, so a --task that "
+    "writes changes its data. Read-only sessions are the only guard pooldoctor has: the async "
+    "ORM runs each query on an executor thread with its own connection, so a task's writes "
+    "cannot be kept in one transaction and rolled back.",
+)
 @_report_options
 def check(list_modes: bool, no_tracking: bool, **kwargs: Any) -> int:
-    """Run synthetic async ORM tasks through every mode and the project's own wrappers, measure
-    the pool after each task, and give each a verdict: leak, pinned or clean.
+    """Run synthetic async ORM tasks through every mode and the project's own wrappers (or the
+    project's own tasks, with --task), measure the pool after each task, and give each a verdict:
+    leak, pinned or clean.
 
-    Only read-only queries are run (every session starts with default_transaction_read_only).
+    The probe only reads. On your database every session starts with
+    default_transaction_read_only, unless --allow-writes; the embedded one is thrown away after,
+    so there sessions may write.
     """
     if list_modes:
         for mode in all_modes():
@@ -211,11 +249,21 @@ def _check(
     debug: bool,
     cwd: str | None = None,
     tracking: bool = True,
+    task_paths: tuple[str, ...] = (),
+    task_args: str | None = None,
+    task_kwargs: str | None = None,
+    allow_writes: bool = False,
 ) -> int:
     if not settings:
         raise UsageError(
             "no settings module", "pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE"
         )
+    if not task_paths and (task_args is not None or task_kwargs is not None):
+        raise UsageError(
+            "--args and --kwargs are a --task's arguments, and no --task was given",
+            "for example --task mysite.tasks.refresh_prices --args '[42]'",
+        )
+    call_args, call_kwargs = parse_arguments(task_args, task_kwargs)
     cwd = cwd or os.getcwd()
     _check_writable(output)
     options = CheckOptions(
@@ -231,14 +279,15 @@ def _check(
         cwd=cwd,
         debug=debug,
         tracking=tracking,
+        task_paths=tuple(dict.fromkeys(task_paths)),
+        task_args=call_args,
+        task_kwargs=call_kwargs,
+        allow_writes=allow_writes,
     )
-    with _progress(len(options.wrappers) + len(options.modes or all_modes())) as progress:
+    with _progress(subject_count(options)) as progress:
         report = run_check(options, progress=progress)
     _emit(report, infer_format(output, fmt), output, fail_on)
-    failing = [
-        r for r in report.results if r.run.kind == "wrapper" and verdict.fails(r.verdict, fail_on)
-    ]
-    return ExitCode.FAILED if failing else ExitCode.OK
+    return ExitCode.FAILED if verdict.report_fails(report, fail_on) else ExitCode.OK
 
 
 @contextlib.contextmanager
@@ -339,6 +388,11 @@ def _write_report(text: str, output: str | None) -> None:
     hidden=True,
     help="Chaos: SIGKILL the worker child running task N.",
 )
+@click.option(
+    "--no-tracking",
+    is_flag=True,
+    help="Do not record checkout call stacks: verdicts stay the same, leak sites are not named.",
+)
 @_report_options
 def simulate(**kwargs: Any) -> int:
     """Start real Celery workers on the project's own app, feed them probe tasks, and report per
@@ -351,7 +405,7 @@ def simulate(**kwargs: Any) -> int:
     settings = kwargs["settings"]
     if not settings:
         raise UsageError("no settings module", "pass --settings or set DJANGO_SETTINGS_MODULE")
-    if kwargs["fmt"] not in (None, "text", "json", "junit"):
+    if kwargs["fmt"] not in (None, "text", "json", "junit", "github"):
         raise UsageError(f"--format {kwargs['fmt']} is not available for simulate")
     cwd = os.getcwd()
     pool = "prefork" if kwargs["prefork"] else kwargs["worker_pool"]
@@ -371,6 +425,7 @@ def simulate(**kwargs: Any) -> int:
             warm_parent=kwargs["prefork"] and not kwargs["no_warm_parent"],
             django_fixup=kwargs["django_fixup"], broker=kwargs["broker"], app=kwargs["app"],
             task_timeout=kwargs["task_timeout"], kill_child_at=kwargs["kill_child_at"],
+            tracking=not kwargs["no_tracking"],
         ),
     )  # fmt: skip
     output = kwargs["output"]
@@ -460,6 +515,41 @@ def scan(
     text = render_scan(result, ScanFormat(fmt), checks)
     _write_report(text, output)
     return ExitCode.FAILED if result.reaches(fail_on) else ExitCode.OK
+
+
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.argument("saved_report", metavar="SAVED.json")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(sorted({f for formats in saved.FORMATS.values() for f in formats})),
+    help="Report format (default: from --output's extension, else text); sarif is for scan "
+    "reports, junit for check and simulate reports.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Write the report to FILE instead of stdout.",
+)
+@click.option(
+    "--fail-on",
+    type=click.Choice(list(dict.fromkeys(f for v in saved.FAIL_ON.values() for f in v))),
+    help="As for the command that wrote the report: leak|pinned|never for check and simulate "
+    "(default leak), info|warning|error|never for scan (default warning).",
+)
+def report(saved_report: str, fmt: str | None, output: str | None, fail_on: str | None) -> int:
+    """Render a report saved with --format json again, in any format, without measuring anything
+    (SAVED.json may be - for standard input). The exit code follows --fail-on as for the command
+    that wrote the report, so CI can gate on a saved report."""
+    loaded = saved.load(saved_report)
+    fmt, fail_on = loaded.options(fmt, output, fail_on)
+    _check_writable(output)
+    color = output is None and fmt == "text" and sys.stdout.isatty()
+    _write_report(loaded.render(fmt, fail_on, width=None if color else 100, color=color), output)
+    if output:
+        click.echo(f"pooldoctor: {loaded.outcome}: report written to {output}", err=True)
+    return ExitCode.FAILED if loaded.fails(fail_on) else ExitCode.OK
 
 
 def _interrupt(signum: int, frame: Any) -> None:

@@ -123,7 +123,8 @@ class TaskCensus:
 
     index: int
     kind: str
-    """The probe task's behaviour: ok, raise-after-query, raise-in-atomic, open-transaction."""
+    """The probe task's behaviour: ok, raise-after-query, raise-in-atomic, open-transaction; or
+    ``task`` for a run of the project's own task (``--task``)."""
     ok: bool
     error: str | None
     """``Type: message`` of the exception the task ended with, if any."""
@@ -182,13 +183,19 @@ class LeakSite:
     """The first such checkout's stack, innermost first, library frames folded."""
 
 
+# The kinds of subject that are the project's own code: their verdicts are the project's verdict
+# and decide the exit code (a built-in mode's verdict only describes the mode).
+PROJECT_KINDS = frozenset({"wrapper", "task"})
+
+
 @dataclasses.dataclass(frozen=True)
 class SubjectRun:
     """Everything a subject process reported: the raw measurement, no judgement yet."""
 
     subject: str
     kind: str
-    """``mode`` or ``wrapper``."""
+    """``mode``, ``wrapper`` (the probe through the project's decorator) or ``task`` (the
+    project's own task)."""
     description: str
     stop: StopReason
     stop_detail: str | None

@@ -15,7 +15,15 @@ from __future__ import annotations
 import math
 from collections import Counter
 
-from pooldoctor.model import StopReason, SubjectResult, SubjectRun, TaskCensus, Verdict
+from pooldoctor.model import (
+    PROJECT_KINDS,
+    Report,
+    StopReason,
+    SubjectResult,
+    SubjectRun,
+    TaskCensus,
+    Verdict,
+)
 
 
 def judge(run: SubjectRun) -> SubjectResult:
@@ -50,9 +58,15 @@ def judge(run: SubjectRun) -> SubjectResult:
         # Exhausted without a loss: connections held by live threads starved a task.
         verdict, summary = Verdict.ERROR, f"{run.stop.value}: {run.stop_detail}"
     elif not any(c.ok or c.expected_error for c in between):
-        # The probe never got to run its own code: nothing about the ORM was measured.
+        # The probe never got to run its own code (or the project's task failed every time):
+        # nothing about the ORM's normal path was measured.
         verdict = Verdict.ERROR
-        summary = f"no task ran the probe: {symptoms[0] if symptoms else 'every task failed'}"
+        first = symptoms[0] if symptoms else "every task failed"
+        summary = (
+            f"no run of the task succeeded: {first}"
+            if run.kind == "task"
+            else f"no task ran the probe: {first}"
+        )
     elif last.held > 0:
         holders = sorted({f"{c.thread} ({c.thread_role})" for c in last.connections if c.held})
         stays = "stays" if last.held == 1 else "stay"
@@ -148,6 +162,12 @@ def fails(verdict: Verdict, fail_on: str) -> bool:
         return False
     threshold = Verdict.LEAK if fail_on == "leak" else Verdict.PINNED
     return verdict is Verdict.ERROR or verdict.rank >= threshold.rank
+
+
+def report_fails(report: Report, fail_on: str) -> bool:
+    """Whether ``check`` exits 1: a project wrapper or task reaches ``--fail-on`` (built-in modes
+    inform, they never gate)."""
+    return any(r.run.kind in PROJECT_KINDS and fails(r.verdict, fail_on) for r in report.results)
 
 
 def _result(run: SubjectRun, verdict: Verdict, summary: str) -> SubjectResult:

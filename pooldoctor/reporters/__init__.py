@@ -10,7 +10,7 @@ import enum
 from pathlib import PurePath
 
 from pooldoctor.model import Report
-from pooldoctor.reporters import console, json, junit
+from pooldoctor.reporters import console, github, json, junit
 
 
 class Format(enum.StrEnum):
@@ -19,6 +19,7 @@ class Format(enum.StrEnum):
     TEXT = "text"
     JSON = "json"
     JUNIT = "junit"
+    GITHUB = "github"
 
 
 def render(
@@ -36,6 +37,8 @@ def render(
         return json.render(report)
     if fmt is Format.JUNIT:
         return junit.render(report, fail_on=fail_on)
+    if fmt is Format.GITHUB:
+        return github.render(report, fail_on=fail_on)
     raise ValueError(f"unknown report format {fmt!r}")
 
 

@@ -3,7 +3,8 @@
 Keys are sorted and the layout is fixed, so identical input gives byte-identical output and a diff
 between two runs shows only what changed; the only fields that vary between otherwise identical
 runs are timings (``seconds`` and ``held_seconds``). Bump ``SCHEMA`` when a key changes meaning or
-disappears; adding keys does not need a bump.
+disappears; adding keys does not need a bump. Every field of the report is here, so
+:mod:`pooldoctor.saved` loads it back and ``pooldoctor report`` renders any format from it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ def as_dict(report: Report) -> dict[str, Any]:
     """The JSON document as plain Python values (what :func:`render` serialises)."""
     return {
         "schema": SCHEMA,
+        "command": "check",
         "pooldoctor": __version__,
         "verdict": report.verdict.value,
         "headline": report.headline,
@@ -50,6 +52,8 @@ def _database(db: DatabaseInfo) -> dict[str, Any]:
         "server_version": db.server_version,
         "max_connections": db.max_connections,
         "source": db.source,
+        "health_checks": db.health_checks,
+        "reserved_connections": db.reserved_connections,
     }
 
 
@@ -58,9 +62,11 @@ def _result(result: SubjectResult) -> dict[str, Any]:
     return {
         "subject": result.subject,
         "kind": run.kind,
+        "description": run.description,
         "verdict": result.verdict.value,
         "summary": result.summary,
         "tasks": result.tasks,
+        "tasks_planned": run.tasks_planned,
         "failed_tasks": result.failed_tasks,
         "lost_slots": result.lost_slots,
         "lost_per_task": result.lost_per_task,

@@ -1,17 +1,17 @@
 """JUnit XML, so CI systems show a leaking wrapper as a failed test with its evidence.
 
-One testcase per subject. Only wrappers (the project's own way of running async ORM code) gate:
-they fail when their verdict reaches ``fail_on``. Built-in modes are reported too, but a mode that
-leaks says something about the mode, not about the project, so it only gets a note in
-``<system-out>``. An ERROR verdict means the measurement itself went wrong and is always reported
-as ``<error>``, whatever ``fail_on`` says.
+One testcase per subject. Only the project's own subjects gate (its wrappers, its way of running
+async ORM code, and its tasks with ``--task``): they fail when their verdict reaches ``fail_on``.
+Built-in modes are reported too, but a mode that leaks says something about the mode, not about
+the project, so it only gets a note in ``<system-out>``. An ERROR verdict means the measurement
+itself went wrong and is always reported as ``<error>``, whatever ``fail_on`` says.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from pooldoctor.model import Report, SubjectResult, Verdict
+from pooldoctor.model import PROJECT_KINDS, Report, SubjectResult, Verdict
 from pooldoctor.reporters.console import evidence_lines
 
 # The lowest verdict rank that fails a wrapper's testcase; None: nothing fails.
@@ -75,7 +75,7 @@ def _testcase(suite: ET.Element, result: SubjectResult, threshold: int | None) -
         return "errors"
     if threshold is None or result.verdict.rank < threshold:
         return None
-    if run.kind == "wrapper":
+    if run.kind in PROJECT_KINDS:
         failure = ET.SubElement(case, "failure", message=result.summary, type=result.verdict.value)
         failure.text = _evidence(result)
         return "failures"

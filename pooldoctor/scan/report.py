@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 
 from pooldoctor import __version__
+from pooldoctor.reporters import github
 from pooldoctor.scan.checks import Check
 from pooldoctor.scan.model import ScanResult
 
@@ -47,6 +48,7 @@ def as_text(result: ScanResult) -> str:
 def as_json(result: ScanResult) -> str:
     data = {
         "schema": 1,
+        "command": "scan",
         "findings": [
             {
                 "code": f.code,
@@ -114,18 +116,15 @@ def as_sarif(result: ScanResult, checks: Sequence[Check]) -> str:
 
 def as_github(result: ScanResult) -> str:
     """``::error file=...,line=...,col=...,title=PD303::message`` lines for GitHub Actions."""
-    levels = {"info": "notice", "warning": "warning", "error": "error"}
     lines = [
-        f"::{levels[f.severity.value]} file={_escape_property(f.file)},line={f.line},"
-        f"col={f.column},title={f.code}::{_escape_data(f'{f.message} Fix: {f.fix}')}"
+        github.annotation(
+            github.LEVELS[f.severity],
+            f"{f.message} Fix: {f.fix}",
+            title=f.code,
+            file=f.file,
+            line=f.line,
+            col=f.column,
+        )
         for f in result.findings
     ]
     return "\n".join(lines) + ("\n" if lines else "")
-
-
-def _escape_data(text: str) -> str:
-    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
-
-
-def _escape_property(text: str) -> str:
-    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")

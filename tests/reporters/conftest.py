@@ -1,4 +1,5 @@
-"""A hand-built Report covering every verdict a reporter has to show.
+"""Hand-built reports covering every verdict a reporter has to show: check's Report (with leak
+sites), a scan's result and a simulation's report.
 
 Built by hand (no Django, no database) so reporter tests check rendering only.
 """
@@ -10,10 +11,13 @@ import pytest
 from pooldoctor.model import (
     DatabaseInfo,
     Finding,
+    LeakKind,
+    LeakSite,
     PoolStats,
     Report,
     ServerView,
     Severity,
+    StackEntry,
     StopReason,
     SubjectResult,
     SubjectRun,
@@ -21,11 +25,42 @@ from pooldoctor.model import (
     ThreadConnection,
     Verdict,
 )
+from pooldoctor.scan.model import ScanFinding, ScanResult
+from pooldoctor.simulate.judge import FleetResult, WorkerResult
+from pooldoctor.simulate.run import SimulateReport
 
 LEAK_SUMMARY = "3 tasks lost 3 pool slots (1.00 per task): the pool is exhausted after 4 tasks."
 HEADLINE = "run_async_task leaks a pool slot per task: Celery workers will exhaust the pool."
 FIX_CODE = "from asgiref.sync import async_to_sync\n\nasync_to_sync(main)()\n"
 DEAD_THREAD = "ThreadPoolExecutor-0_0"
+LOST_SITE = LeakSite(
+    kind=LeakKind.LOST,
+    file="shop/tasks.py",
+    line=42,
+    function="refresh_prices",
+    thread="ThreadSensitiveContext executor",
+    count=3,
+    reason="thread ended 3 ms after its task; connection garbage-collected while checked out",
+    tasks=("task 1 (ok)", "task 2 (raise-after-query)", "task 3 (ok)"),
+    thread_names=(DEAD_THREAD,),
+    stack=(
+        StackEntry(file=None, line=None, function=None, folded=("django", "asgiref"), frames=17),
+        StackEntry(file="shop/tasks.py", line=42, function="refresh_prices"),
+        StackEntry(file=None, line=None, function=None, folded=("asyncio",), frames=3),
+        StackEntry(file="shop/celery.py", line=9, function="run"),
+    ),
+)
+PINNED_SITE = LeakSite(
+    kind=LeakKind.PINNED,
+    file=None,
+    line=None,
+    function=None,
+    thread="process-wide sync_to_async executor",
+    count=1,
+    reason="held between tasks by a live thread, never returned; checked out 0.4 s ago",
+    tasks=("task 1 (ok)",),
+    thread_names=("ThreadPoolExecutor-1_0",),
+)
 
 
 def pool(size: int, available: int) -> PoolStats:
@@ -112,6 +147,9 @@ def run(
     stop_detail: str | None = None,
     celery_task: bool = False,
     seconds: float = 1.25,
+    leak_sites: tuple[LeakSite, ...] = (),
+    checkouts: int = 3,
+    returns: int = 3,
 ) -> SubjectRun:
     return SubjectRun(
         subject=subject,
@@ -124,6 +162,9 @@ def run(
         pooled=True,
         celery_task=celery_task,
         seconds=seconds,
+        leak_sites=leak_sites,
+        checkouts=checkouts,
+        returns=returns,
     )
 
 
@@ -134,6 +175,8 @@ def build_report() -> Report:
             "wrapper",
             (census(0, 1), census(1, 2, ok=False), census(2, 3)),
             celery_task=True,
+            leak_sites=(LOST_SITE,),
+            returns=0,
         ),
         verdict=Verdict.LEAK,
         summary=LEAK_SUMMARY,
@@ -154,7 +197,13 @@ def build_report() -> Report:
         symptoms=(),
     )
     pinned = SubjectResult(
-        run=run("thread_sensitive_context", "mode", tuple(clean_census(i) for i in range(3))),
+        run=run(
+            "thread_sensitive_context",
+            "mode",
+            tuple(clean_census(i) for i in range(3)),
+            leak_sites=(PINNED_SITE,),
+            returns=2,
+        ),
         verdict=Verdict.PINNED,
         summary="1 connection stays checked out by a live executor thread.",
         lost_slots=0,
@@ -217,6 +266,122 @@ def build_report() -> Report:
     )
 
 
+def build_scan_result() -> ScanResult:
+    return ScanResult(
+        root="/srv/shop",
+        findings=(
+            ScanFinding(
+                file="shop/tasks.py",
+                line=42,
+                column=9,
+                code="PD303",
+                severity=Severity.ERROR,
+                message="A per-task ThreadSensitiveContext, cleanup outside it: 1 slot/task.",
+                fix="Close connections inside the context, in finally.",
+            ),
+            ScanFinding(
+                file="shop/settings.py",
+                line=10,
+                column=1,
+                code="PD105",
+                severity=Severity.INFO,
+                message="A pool without CONN_HEALTH_CHECKS.",
+                fix='"CONN_HEALTH_CHECKS": True',
+            ),
+        ),
+        files_scanned=12,
+    )
+
+
+def worker(pid: int, verdict: str, *, sites: tuple[LeakSite, ...] = ()) -> WorkerResult:
+    return WorkerResult(
+        pid=pid,
+        tasks=3,
+        failed_tasks=1,
+        crossed_replies=1 if verdict == "unsafe" else 0,
+        inherited_connections=1 if verdict == "unsafe" else 0,
+        inherited_pool=False,  # not in the JSON: a loaded report always says False
+        connections_opened=2,
+        lost_slots=len(sites),
+        held_connections=0,
+        verdict=verdict,
+        summary=f"worker {pid} measured {verdict}",
+        census=(census(0, 1), census(1, 2, ok=False), census(2, 3)),
+        leak_sites=sites,
+    )
+
+
+def fleet(subject: str, kind: str, verdict: str, workers: tuple[WorkerResult, ...]) -> FleetResult:
+    return FleetResult(
+        subject=subject,
+        kind=kind,
+        verdict=verdict,
+        summary=f"{subject} measured {verdict} on {len(workers)} workers",
+        workers=workers,
+        tasks_sent=6,
+        tasks_lost=0,
+        failed_tasks=2,
+        crossed_replies=sum(w.crossed_replies for w in workers),
+        shared_backends={4242: tuple(w.pid for w in workers)} if verdict == "unsafe" else {},
+        connections_per_task=0.5,
+        children_died=({"pid": "301", "signal": "SIGKILL"},) if verdict == "unsafe" else (),
+        stop_detail=None,
+        errors={"IndexError": 1} if verdict == "unsafe" else {},
+        seconds=2.5,
+    )
+
+
+def build_simulate_report() -> SimulateReport:
+    report = build_report()
+    return SimulateReport(
+        verdict="unsafe",
+        headline="UNSAFE: run_async_task: replies crossed between worker processes.",
+        environment=report.environment,
+        database=report.database,
+        celery={
+            "version": "5.5.3",
+            "pool": "prefork",
+            "concurrency": 2,
+            "django_fixup": True,
+            "warm_parent": True,
+            "broker": "embedded",
+            "signal_handlers": ["worker_process_init: shop.celery.reset"],
+        },
+        results=(
+            fleet(
+                "run_async_task",
+                "wrapper",
+                "unsafe",
+                (worker(301, "unsafe", sites=(LOST_SITE,)), worker(302, "leak")),
+            ),
+            fleet("async_to_sync", "mode", "clean", (worker(303, "clean"),)),
+            fleet("thread_insensitive", "mode", "leak", (worker(304, "leak"),)),
+        ),
+        findings=(
+            Finding(
+                code="PD403",
+                severity=Severity.ERROR,
+                message="Backend 4242 answered worker processes 301 and 302.",
+                fix="Discard the inherited pool in worker_process_init.",
+                subject="run_async_task",
+            ),
+        ),
+        fix=FIX_CODE,
+        fix_subject="async_to_sync",
+        seconds=9.5,
+    )
+
+
 @pytest.fixture
 def sample_report() -> Report:
     return build_report()
+
+
+@pytest.fixture
+def sample_scan() -> ScanResult:
+    return build_scan_result()
+
+
+@pytest.fixture
+def sample_simulation() -> SimulateReport:
+    return build_simulate_report()

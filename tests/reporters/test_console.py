@@ -107,6 +107,9 @@ def test_markup_in_user_strings_is_printed_verbatim(sample_report: Report) -> No
 @pytest.mark.parametrize("fmt", list(Format))
 def test_every_format_renders(sample_report: Report, fmt: Format) -> None:
     assert render(sample_report, fmt, width=100).strip()
+    # With nothing to report, every format still says so (GitHub: the headline as a notice).
+    nothing = dataclasses.replace(sample_report, results=(), findings=(), fix=None)
+    assert render(nothing, fmt, width=100).strip()
 
 
 @pytest.mark.parametrize(

@@ -8,6 +8,8 @@ from pooldoctor import __version__
 from pooldoctor.model import Report
 from pooldoctor.reporters import json as json_reporter
 
+from .conftest import DEAD_THREAD, LOST_SITE
+
 TIMING_KEYS = {"seconds", "held_seconds"}
 
 
@@ -47,6 +49,7 @@ def test_top_level_keys_and_types(sample_report: Report) -> None:
 
     assert set(data) == {
         "schema",
+        "command",
         "pooldoctor",
         "verdict",
         "headline",
@@ -58,6 +61,7 @@ def test_top_level_keys_and_types(sample_report: Report) -> None:
         "seconds",
     }
     assert data["schema"] == 1
+    assert data["command"] == "check"
     assert data["pooldoctor"] == __version__
     assert data["verdict"] == "leak"
     assert data["headline"] == sample_report.headline
@@ -78,6 +82,8 @@ def test_database(sample_report: Report) -> None:
         "server_version": "16.4",
         "max_connections": 100,
         "source": "settings",
+        "health_checks": False,
+        "reserved_connections": 3,
     }
 
 
@@ -89,9 +95,11 @@ def test_results_keep_report_order_with_every_key(sample_report: Report) -> None
         assert set(result) == {
             "subject",
             "kind",
+            "description",
             "verdict",
             "summary",
             "tasks",
+            "tasks_planned",
             "failed_tasks",
             "lost_slots",
             "lost_per_task",
@@ -100,6 +108,9 @@ def test_results_keep_report_order_with_every_key(sample_report: Report) -> None
             "stop",
             "stop_detail",
             "symptoms",
+            "leak_sites",
+            "checkouts",
+            "returns",
             "evidence",
             "seconds",
         }
@@ -110,6 +121,9 @@ def test_results_keep_report_order_with_every_key(sample_report: Report) -> None
 
     leak = results[0]
     assert leak["kind"] == "wrapper"
+    assert leak["description"] == "run_async_task description"
+    assert leak["tasks_planned"] == 3
+    assert (leak["checkouts"], leak["returns"]) == (3, 0)
     assert leak["verdict"] == "leak"
     assert leak["tasks"] == 3
     assert leak["failed_tasks"] == 1
@@ -123,6 +137,40 @@ def test_results_keep_report_order_with_every_key(sample_report: Report) -> None
     assert last["pool"]["size"] == 3
     assert last["connections"][1]["thread_alive"] is False
     assert last["server"]["pids"] == [100, 101, 102]
+
+    assert leak["leak_sites"] == [
+        {
+            "kind": "lost",
+            "file": "shop/tasks.py",
+            "line": 42,
+            "function": "refresh_prices",
+            "thread": "ThreadSensitiveContext executor",
+            "count": 3,
+            "reason": LOST_SITE.reason,
+            "tasks": ["task 1 (ok)", "task 2 (raise-after-query)", "task 3 (ok)"],
+            "thread_names": [DEAD_THREAD],
+            "stack": [
+                {
+                    "file": None,
+                    "line": None,
+                    "function": None,
+                    "folded": ["django", "asgiref"],
+                    "frames": 17,
+                },
+                {
+                    "file": "shop/tasks.py",
+                    "line": 42,
+                    "function": "refresh_prices",
+                    "folded": [],
+                    "frames": 1,
+                },
+                {"file": None, "line": None, "function": None, "folded": ["asyncio"], "frames": 3},
+                {"file": "shop/celery.py", "line": 9, "function": "run", "folded": [], "frames": 1},
+            ],
+        }
+    ]
+    assert [s["kind"] for s in results[2]["leak_sites"]] == ["pinned"]
+    assert results[1]["leak_sites"] == []
 
     skipped = results[3]
     assert skipped["stop"] == "skipped"

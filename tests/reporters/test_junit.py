@@ -135,3 +135,16 @@ def test_environment_properties(sample_report: Report) -> None:
 def test_unknown_fail_on_is_rejected(sample_report: Report) -> None:
     with pytest.raises(ValueError, match="fail_on"):
         junit.render(sample_report, fail_on="sometimes")
+
+
+def test_the_project_s_own_task_gates_like_a_wrapper(sample_report: Report) -> None:
+    wrapper = sample_report.results[0]
+    run = dataclasses.replace(wrapper.run, kind="task")
+    report = dataclasses.replace(
+        sample_report, results=(dataclasses.replace(wrapper, run=run), *sample_report.results[1:])
+    )
+
+    failure = case(parse(report, "leak"), "run_async_task").find("failure")
+
+    assert failure is not None
+    assert failure.get("type") == "leak"

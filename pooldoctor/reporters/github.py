@@ -1,0 +1,204 @@
+"""GitHub Actions workflow commands: what was measured, as annotations on the run and the diff.
+
+https://docs.github.com/actions/reference/workflow-commands-for-github-actions
+
+Each leak site of the project's own subjects (its wrappers, and its tasks with ``--task``) becomes
+an annotation at the line of the project's code that checked the connections out, with the
+subject, the count and the reason; such a subject with a bad verdict and no site, and every
+finding, gets one without a file.
+
+Levels follow the gate, so that the errors on a run are what failed it: an annotation is an
+``error`` when what it reports reaches ``--fail-on`` (a lost connection reaches ``leak``, a pinned
+one ``pinned``, an error verdict anything but ``never``) and a ``warning`` otherwise. Built-in
+modes inform and never gate (as in JUnit): a mode that leaks or pins is a ``notice``, one whose
+measurement went wrong a ``warning``. Findings keep their severity (info is a notice).
+
+GitHub shows only the first few annotations of each level per step, so the headline comes first,
+then the project's wrappers and the findings, and the built-in modes last.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from pooldoctor.forensics.stacks import STAND_INS
+from pooldoctor.model import (
+    PROJECT_KINDS,
+    Finding,
+    LeakKind,
+    LeakSite,
+    Report,
+    Severity,
+    SubjectResult,
+    Verdict,
+)
+from pooldoctor.reporters.sites import site_lines
+from pooldoctor.verdict import fails
+
+if TYPE_CHECKING:
+    from pooldoctor.simulate.judge import FleetResult
+    from pooldoctor.simulate.run import SimulateReport
+
+LEVELS = {Severity.INFO: "notice", Severity.WARNING: "warning", Severity.ERROR: "error"}
+FAIL_ON = ("leak", "pinned", "never")
+MODE_NOTE = "(built-in mode: informs, does not gate)"
+# Where the synthetic task pooldoctor runs in the project's place shows in a stack: a file that is
+# not in the project's repository, so an annotation there could not be placed on the diff.
+STAND_IN_FILES = frozenset(module.replace(".", "/") + ".py" for module in STAND_INS)
+_KIND_VERDICT = {LeakKind.LOST: Verdict.LEAK, LeakKind.PINNED: Verdict.PINNED}
+
+
+def escape_data(text: str) -> str:
+    """A message: ``%``, CR and LF would end or corrupt the command."""
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def escape_property(text: str) -> str:
+    """A property value (file, title): ``:`` and ``,`` also separate properties."""
+    return escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def annotation(
+    level: str,
+    message: str,
+    *,
+    title: str | None = None,
+    file: str | None = None,
+    line: int | None = None,
+    col: int | None = None,
+) -> str:
+    """``::level file=F,line=L,col=C,title=T::message``, with only the properties given."""
+    properties = [
+        f"{name}={value}"
+        for name, value in (
+            ("file", None if file is None else escape_property(file)),
+            ("line", line),
+            ("col", col),
+            ("title", None if title is None else escape_property(title)),
+        )
+        if value is not None
+    ]
+    head = f"::{level} {','.join(properties)}" if properties else f"::{level}"
+    return f"{head}::{escape_data(message)}"
+
+
+def render(report: Report, fail_on: str = "leak") -> str:
+    """The check report as workflow commands, one per line."""
+    _check_fail_on(fail_on)
+    title = f"pooldoctor check: {report.verdict.value}"
+    lines = [annotation("notice", report.headline, title=title)]
+    own = [r for r in report.results if r.run.kind in PROJECT_KINDS]
+    modes = [r for r in report.results if r.run.kind not in PROJECT_KINDS]
+    for result in own:
+        lines.extend(_own(result, fail_on))
+    lines.extend(_finding(f) for f in report.findings)
+    lines.extend(_mode(r.subject, r.verdict.value, _subject_lines(r)) for r in modes if _bad(r))
+    return "\n".join(lines) + "\n"
+
+
+def render_simulation(report: SimulateReport, fail_on: str = "leak") -> str:
+    """The simulation report as workflow commands: one annotation per fleet with a bad verdict
+    (crossed replies and inherited pools have no site), and one per leak site of a worker."""
+    from pooldoctor.simulate.report import fails as fleet_fails
+
+    _check_fail_on(fail_on)
+    title = f"pooldoctor simulate: {report.verdict}"
+    lines = [annotation("notice", report.headline, title=title)]
+    wrappers = [r for r in report.results if r.kind == "wrapper"]
+    modes = [r for r in report.results if r.kind != "wrapper"]
+    for result in wrappers:
+        if result.verdict in (Verdict.CLEAN, Verdict.SKIPPED):
+            continue
+        level = "error" if fleet_fails(result, fail_on) else "warning"
+        head = _fleet_lines(result)
+        lines.append(
+            annotation(level, "\n".join(head), title=f"{result.subject}: {result.verdict}")
+        )
+        for worker in result.workers:
+            for site in worker.leak_sites:
+                subject = f"{result.subject} (worker pid {worker.pid})"
+                lines.append(_site(subject, head[:1], site, fail_on))
+    lines.extend(_finding(f) for f in report.findings)
+    lines.extend(
+        _mode(r.subject, r.verdict, _fleet_lines(r))
+        for r in modes
+        if r.verdict not in (Verdict.CLEAN, Verdict.SKIPPED)
+    )
+    return "\n".join(lines) + "\n"
+
+
+def annotated_line(site: LeakSite) -> tuple[str, int | None] | None:
+    """Where in the project's code an annotation for ``site`` goes: the site's own frame, or, when
+    that is pooldoctor's synthetic task standing in for the project's, the nearest frame of the
+    project's code that called it (the wrapper's line); None when the stack has no such frame."""
+    if site.file is not None and site.file not in STAND_IN_FILES:
+        return site.file, site.line
+    if site.file is None:
+        return None
+    for entry in site.stack:  # innermost first
+        if entry.file and not entry.folded and entry.file not in STAND_IN_FILES:
+            return entry.file, entry.line
+    return None
+
+
+def _check_fail_on(fail_on: str) -> None:
+    if fail_on not in FAIL_ON:
+        raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
+
+
+def _bad(result: SubjectResult) -> bool:
+    return result.verdict not in (Verdict.CLEAN, Verdict.SKIPPED)
+
+
+def _own(result: SubjectResult, fail_on: str) -> Iterator[str]:
+    if not _bad(result):
+        return
+    head = _subject_lines(result)
+    if not result.run.leak_sites:
+        level = "error" if fails(result.verdict, fail_on) else "warning"
+        title = f"{result.subject}: {result.verdict.value}"
+        yield annotation(level, "\n".join(head), title=title)
+    for site in result.run.leak_sites:
+        yield _site(result.subject, head, site, fail_on)
+
+
+def _site(subject: str, head: list[str], site: LeakSite, fail_on: str) -> str:
+    level = "error" if fails(_KIND_VERDICT[site.kind], fail_on) else "warning"
+    noun = "connection" if site.count == 1 else "connections"
+    title = f"{subject}: {site.count} {noun} {site.kind.value}"
+    where = annotated_line(site)
+    file, line = where if where is not None else (None, None)
+    return annotation(
+        level, "\n".join([*head, *site_lines(site)]), title=title, file=file, line=line
+    )
+
+
+def _mode(subject: str, verdict: str, head: list[str]) -> str:
+    level = "warning" if verdict in (Verdict.ERROR, "unsafe") else "notice"
+    title = f"{subject} (built-in mode): {verdict}"
+    return annotation(level, "\n".join([*head, MODE_NOTE]), title=title)
+
+
+def _finding(finding: Finding) -> str:
+    return annotation(
+        LEVELS[finding.severity], f"{finding.message} Fix: {finding.fix}", title=finding.code
+    )
+
+
+def _subject_lines(result: SubjectResult) -> list[str]:
+    """The verdict and what the run itself showed: how it stopped, and symptoms."""
+    run = result.run
+    lines = [f"{result.subject} ({run.kind}): {result.verdict.value}: {result.summary}"]
+    if run.stop_detail:
+        lines.append(f"stopped ({run.stop.value}): {run.stop_detail}")
+    lines.extend(f"symptom: {symptom}" for symptom in result.symptoms)
+    return lines
+
+
+def _fleet_lines(result: FleetResult) -> list[str]:
+    lines = [f"{result.subject} ({result.kind}): {result.verdict}: {result.summary}"]
+    lines.extend(f"worker {w.pid}: {w.verdict}: {w.summary}" for w in result.workers)
+    if result.stop_detail:
+        lines.append(f"stopped: {result.stop_detail}")
+    return lines
