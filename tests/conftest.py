@@ -17,6 +17,9 @@ from typing import Any
 import psycopg
 import pytest
 
+# The pytest plugin's tests (tests/plugin) run pytest on a project of their own.
+pytest_plugins = ["pytester"]
+
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "fixtures"
 PROJECTS = Path(__file__).resolve().parent / "projects"
