@@ -76,16 +76,37 @@ def main() -> None:
 
 
 def _server_sessions() -> int:
+    """The server's sessions of this process, once those whose client closed them are gone.
+
+    A backend ends a moment after its client closes the socket, so right after a task the server
+    may still list a session that was closed properly. The wait is for that known event: until
+    the server lists exactly the sessions of connection objects still open here (with the
+    collector off, a connection nobody closed stays open and listed), for at most 5 s.
+    """
+    import time
+
     import psycopg
     from django.db import connections
 
     params = connections["default"].get_connection_params()
     params["application_name"] = "pooldoctor-oracle-observer"
+    query = "SELECT pid FROM pg_stat_activity WHERE application_name = %s"
+    deadline = time.monotonic() + 5
     with psycopg.connect(**params) as conn:
-        row = conn.execute(
-            "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s", (APP,)
-        ).fetchone()
-    return int(row[0]) if row else 0
+        while True:
+            server = {row[0] for row in conn.execute(query, (APP,)).fetchall()}
+            if server <= _open_backends() or time.monotonic() > deadline:
+                return len(server)
+
+
+def _open_backends() -> set[int]:
+    import psycopg
+
+    return {
+        obj.info.backend_pid
+        for obj in gc.get_objects()
+        if isinstance(obj, psycopg.Connection) and not obj.closed
+    }
 
 
 def verdict(series: list[int], pool_timeout: bool) -> str:
