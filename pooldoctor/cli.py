@@ -50,6 +50,14 @@ def cli() -> None:
     outside a request (Celery tasks, scripts, management commands)."""
 
 
+OUTPUT_OPTION = click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    help="Write the report to FILE instead of stdout.",
+)
+
+
 def _report_options(func: Any, fail_on: str = "leak") -> Any:
     for option in reversed(
         [
@@ -59,12 +67,7 @@ def _report_options(func: Any, fail_on: str = "leak") -> Any:
                 type=click.Choice([f.value for f in Format]),
                 help="Report format (default: from --output's extension, else text).",
             ),
-            click.option(
-                "--output",
-                "-o",
-                type=click.Path(dir_okay=False),
-                help="Write the report to FILE instead of stdout.",
-            ),
+            OUTPUT_OPTION,
             click.option(
                 "--fail-on",
                 type=click.Choice(["leak", "pinned", "never"]),
@@ -472,12 +475,7 @@ def _config_list(directory: Path, key: str) -> list[str]:
     default="text",
     show_default=True,
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    help="Write the report to FILE instead of stdout.",
-)
+@OUTPUT_OPTION
 @click.option(
     "--fail-on",
     type=click.Choice(["info", "warning", "error", "never"]),
@@ -526,12 +524,7 @@ def scan(
     help="Report format (default: from --output's extension, else text); sarif is for scan "
     "reports, junit for check and simulate reports.",
 )
-@click.option(
-    "--output",
-    "-o",
-    type=click.Path(dir_okay=False),
-    help="Write the report to FILE instead of stdout.",
-)
+@OUTPUT_OPTION
 @click.option(
     "--fail-on",
     type=click.Choice(list(dict.fromkeys(f for v in saved.FAIL_ON.values() for f in v))),

@@ -9,7 +9,6 @@ subject process starts, so a wrong path or arguments that cannot bind fail in a 
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import inspect
 import json
@@ -25,6 +24,7 @@ from pooldoctor.subjects import (
     describe_exception,
     is_celery_task,
     load_wrapper,
+    resolve_attribute,
 )
 
 _TASK = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?$")
@@ -121,14 +121,7 @@ def _import_task_module(path: str, module_name: str) -> Any:
 
 
 def _attribute(path: str, obj: Any, module_name: str, dotted: str) -> Any:
-    for part in dotted.split("."):
-        if not hasattr(obj, part):
-            names = [n for n in dir(obj) if not n.startswith("_")]
-            close = difflib.get_close_matches(part, names, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "check the name"
-            raise UsageError(f"--task {path}: {module_name!r} has no attribute {part!r}", hint)
-        obj = getattr(obj, part)
-    return obj
+    return resolve_attribute(obj, dotted, f"--task {path}", module_name, UsageError)
 
 
 def resolve_task(

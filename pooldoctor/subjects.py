@@ -20,7 +20,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pooldoctor.errors import ProjectError, UsageError
+from pooldoctor.errors import PooldoctorError, ProjectError, UsageError
 from pooldoctor.probes import all_modes
 
 _WRAPPER = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
@@ -100,13 +100,7 @@ def load_wrapper(spec: str) -> Callable[[Any], Any]:
             f"--wrapper {spec}: importing {module_name!r} raised {describe_exception(exc)}",
             "fix the error in that module (run with --debug for the traceback)",
         ) from exc
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            names = [n for n in dir(obj) if not n.startswith("_")]
-            close = difflib.get_close_matches(part, names, n=1)
-            hint = f"did you mean {close[0]!r}?" if close else "check the attribute name"
-            raise ProjectError(f"--wrapper {spec}: {module_name!r} has no attribute {part!r}", hint)
-        obj = getattr(obj, part)
+    obj = resolve_attribute(obj, attr, f"--wrapper {spec}", module_name, ProjectError)
     if call:
         if not callable(obj):
             raise ProjectError(f"--wrapper {spec}: {attr} is not callable, so it cannot be called")
@@ -122,6 +116,20 @@ def load_wrapper(spec: str) -> Callable[[Any], Any]:
             f"--wrapper {spec}: {attr} is a {type(obj).__name__}, not a decorator",
             "name a function that takes an async function (or a factory, with '()')",
         )
+    return obj
+
+
+def resolve_attribute(
+    obj: Any, dotted: str, option: str, module_name: str, error: type[PooldoctorError]
+) -> Any:
+    """``obj.a.b`` for ``dotted`` "a.b"; a missing part is ``error`` with a close match."""
+    for part in dotted.split("."):
+        if not hasattr(obj, part):
+            names = [n for n in dir(obj) if not n.startswith("_")]
+            close = difflib.get_close_matches(part, names, n=1)
+            hint = f"did you mean {close[0]!r}?" if close else "check the attribute name"
+            raise error(f"{option}: {module_name!r} has no attribute {part!r}", hint)
+        obj = getattr(obj, part)
     return obj
 
 
