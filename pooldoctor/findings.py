@@ -111,7 +111,7 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
                 Finding(
                     "PD201",
                     Severity.ERROR,
-                    f"{result.subject}: {result.summary}",
+                    f"{result.subject}: {result.summary}{_where(result)}",
                     fix,
                     result.subject,
                 )
@@ -121,7 +121,7 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
                 Finding(
                     "PD202",
                     Severity.WARNING,
-                    f"{result.subject}: {result.summary}",
+                    f"{result.subject}: {result.summary}{_where(result)}",
                     fix,
                     result.subject,
                 )
@@ -205,3 +205,13 @@ def writes_refused(results: Sequence[SubjectResult], dsn: str) -> list[Finding]:
 def without_password(dsn: str) -> str:
     """A report's DSN (password masked as ``:***``) with no password at all."""
     return dsn.replace(":***@", "@")
+
+
+def _where(result: SubjectResult) -> str:
+    """Where the connections were checked out, from the result's largest located leak site."""
+    located = [site for site in result.run.leak_sites if site.file is not None]
+    if not located:
+        return ""
+    site = max(located, key=lambda s: s.count)
+    more = f" and {len(located) - 1} other sites" if len(located) > 1 else ""
+    return f" (checked out at {site.file}:{site.line} in {site.function}(){more})"

@@ -153,3 +153,13 @@ def test_without_tracking_the_verdicts_stay_and_sites_are_not_located(
         for site in result["leak_sites"]:
             assert (site["file"], site["line"], site["stack"]) == (None, None, [])
     assert by_subject(report)[RECIPE]["leak_sites"][0]["count"] == 4
+
+
+def test_the_finding_says_where_the_connections_were_checked_out(
+    leaky_report: dict[str, Any],
+) -> None:
+    [finding] = [f for f in leaky_report["findings"] if f["code"] == "PD201"]
+    assert finding["subject"] == RECIPE
+    assert finding["message"].endswith(
+        f"(checked out at {PROBE_FILE}:{FIRST_QUERY} in probe_task())"
+    )
