@@ -64,9 +64,11 @@ class Ledger:
     be traced to the project's line (:meth:`leak_sites`); without it only the counts are kept.
     """
 
-    def __init__(self, alias: str, *, tracking: bool = True) -> None:
+    def __init__(self, alias: str, *, tracking: bool = True, unit: str = "task") -> None:
         self.alias = alias
         self.tracking = tracking
+        self.unit = unit
+        """What the labels name: a task, or a test under the pytest plugin."""
         self.lost_dead = 0
         self.opened = 0
         """Connection objects first seen in this process: new server sessions (churn)."""
@@ -234,7 +236,7 @@ class Ledger:
         with self._lock:
             dead = list(self._losses)
         losses = [loss for loss in dead + live if task is None or loss.checkout.task == task]
-        return leak_sites(losses, self.task_ends, cwd)
+        return leak_sites(losses, self.task_ends, cwd, self.unit)
 
     def returned(self, pool: Any) -> int:
         """Checkouts given back: returns to the pool, or, without one, connections closed."""

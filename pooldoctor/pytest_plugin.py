@@ -355,7 +355,7 @@ class Doctor:
         for alias in connections:
             if connections[alias].vendor != "postgresql":
                 continue
-            ledgers[alias] = Ledger(alias)
+            ledgers[alias] = Ledger(alias, unit="test")
             ledgers[alias].install()
             self._pooled[alias] = bool(settings.DATABASES[alias].get("OPTIONS", {}).get("pool"))
         return ledgers

@@ -49,9 +49,10 @@ class Loss:
 
 
 def leak_sites(
-    losses: Iterable[Loss], task_ends: Mapping[str, float], cwd: str
+    losses: Iterable[Loss], task_ends: Mapping[str, float], cwd: str, unit: str = "task"
 ) -> tuple[LeakSite, ...]:
-    """Group losses by site, most frequent first."""
+    """Group losses by site, most frequent first; ``unit`` is what a label names (a task, or a
+    test under the pytest plugin)."""
     groups: dict[tuple[LeakKind, str | None, int | None, str | None, str], list[Loss]] = {}
     for loss in losses:
         frame = project_frame(loss.checkout.stack)
@@ -65,13 +66,19 @@ def leak_sites(
         )
         groups.setdefault(key, []).append(loss)
     sites = [
-        _site(kind, role, group, task_ends, cwd) for (kind, _, _, _, role), group in groups.items()
+        _site(kind, role, group, task_ends, cwd, unit)
+        for (kind, _, _, _, role), group in groups.items()
     ]
     return tuple(sorted(sites, key=lambda s: (s.kind.value, -s.count, s.file or "", s.line or 0)))
 
 
 def _site(
-    kind: LeakKind, role: str, group: list[Loss], task_ends: Mapping[str, float], cwd: str
+    kind: LeakKind,
+    role: str,
+    group: list[Loss],
+    task_ends: Mapping[str, float],
+    cwd: str,
+    unit: str,
 ) -> LeakSite:
     group = sorted(group, key=lambda loss: loss.checkout.at)
     first = group[0].checkout
@@ -83,14 +90,14 @@ def _site(
         function=frame.function if frame else None,
         thread=role,
         count=len(group),
-        reason=_reason(group, task_ends),
+        reason=_reason(group, task_ends, unit),
         tasks=_first(loss.checkout.task for loss in group if loss.checkout.task),
         thread_names=_first(loss.checkout.thread.name for loss in group),
         stack=fold(first.stack, cwd),
     )
 
 
-def _reason(group: list[Loss], task_ends: Mapping[str, float]) -> str:
+def _reason(group: list[Loss], task_ends: Mapping[str, float], unit: str) -> str:
     cause = Counter(loss.cause for loss in group).most_common(1)[0][0]
     parts = []
     delays = [
@@ -102,7 +109,7 @@ def _reason(group: list[Loss], task_ends: Mapping[str, float]) -> str:
     ]
     if delays:
         ms = round(statistics.median(delays) * 1000)
-        task = "the task" if len(group) == 1 else "its task"
+        task = f"the {unit}" if len(group) == 1 else f"its {unit}"
         parts.append(
             f"thread ended {ms} ms after {task} returned"
             if ms >= 0

@@ -64,7 +64,7 @@ def test_a_test_that_loses_a_pool_slot_fails_naming_the_line_that_took_it(
             HEADLINE,
             f"LOST    test_leak.py:{leak_line} in count_in_context() via "
             "ThreadSensitiveContext executor",
-            "        (thread ended * ms * the task returned; connection garbage-collected while "
+            "        (thread ended * ms * the test returned; connection garbage-collected while "
             "checked out)",
             "        x1 connection, from test_leak.py::test_leaks",
             f"        stack: * < count_in_context (test_leak.py:{leak_line}) < * < test_leaks *",
