@@ -29,10 +29,8 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import queue
 import signal
 import statistics
@@ -41,19 +39,28 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
-from importlib import metadata
-from pathlib import Path
+from contextlib import suppress
 from typing import IO, Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import (
+    ROOT,
+    SETTINGS,
+    WRAPPERS,
+    add_database_option,
+    check_command,
+    environment,
+    environment_lines,
+    handle_signals,
+    interrupt,
+    progress,
+    stats,
+    stray_sessions,
+    sweep,
+)
+
 FIXTURE = ROOT / "fixtures" / "leaky"
-SETTINGS = "mysite.settings"
 ALIAS = "default"
-WRAPPERS = ("mysite.celeryapp:async_task_wrapper", "mysite.celeryapp:async_task()")
 TASKS = 12  # pooldoctor check's default --tasks
-DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 # A baseline process may run this long past the pool timeout: enough for set-up, the tasks before
 # exhaustion and the first "couldn't get a connection", not enough for a second full wait.
 CAP_MARGIN = 10.0
@@ -62,7 +69,6 @@ SETUP_LIMIT = 60.0
 # The baseline's sessions are named pooldoctor-bench:<run id>:<subject index>.
 APP_PREFIX = "pooldoctor"
 MARKER = "CHECK_SPEED_RUN"
-VERSIONS = ("django", "psycopg", "psycopg-pool", "asgiref", "celery", "pooldoctor")
 
 
 # --- the baseline child: a naive script, run as ``check_speed.py --baseline-child`` -------------
@@ -248,14 +254,7 @@ class Children:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
             return
-        # pooldoctor itself: SIGINT lets it kill its own subject processes (which run in their
-        # own sessions, out of our reach) before it exits.
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)  # pooldoctor itself
 
     def end_all(self) -> None:
         for proc, _ in list(self._procs.values()):
@@ -263,12 +262,7 @@ class Children:
 
 
 def pooldoctor_command(database: str, jobs: int) -> list[str]:
-    script = Path(sys.executable).with_name("pooldoctor")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "pooldoctor"]
-    command += ["check", "--settings", SETTINGS]
-    for wrapper in WRAPPERS:
-        command += ["--wrapper", wrapper]
-    command += ["--format", "json", "--database", database]
+    command = check_command(database)
     return [*command, "--jobs", "1"] if jobs == 1 else command
 
 
@@ -399,110 +393,7 @@ def _pump(stream: IO[str], lines: queue.Queue[str | None]) -> None:
     lines.put(None)
 
 
-# --- the database: versions and stray sessions -------------------------------------------------
-
-
-@contextmanager
-def admin_connection(database: str) -> Iterator[Any]:
-    import psycopg
-
-    with psycopg.connect(
-        database, autocommit=True, application_name="check_speed", connect_timeout=5
-    ) as conn:
-        yield conn
-
-
-def server_version(database: str) -> str:
-    with admin_connection(database) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]).split()[0] if row else "unknown"
-
-
-def stray_sessions(database: str, bench_id: str, wait: float = 5.0) -> list[str]:
-    """The baseline's sessions still open ``wait`` seconds after its processes ended.
-
-    pooldoctor's own sessions carry a run id the benchmark cannot see, so they are covered by
-    :func:`sweep` instead: a session outlives its client process by at most a moment.
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        with admin_connection(database) as conn:
-            rows = conn.execute(
-                "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE %s",
-                (f"{APP_PREFIX}-bench:{bench_id}:%",),
-            ).fetchall()
-        if not rows or time.monotonic() > deadline:
-            return sorted(str(name) for (name,) in rows)
-        time.sleep(0.2)
-
-
-def sweep(bench_id: str) -> list[str]:
-    """Kill every process still carrying this run's marker; returns what it found (Linux only)."""
-    found = []
-    needle = f"{MARKER}={bench_id}".encode()
-    for entry in Path("/proc").glob("[0-9]*"):
-        pid = int(entry.name)
-        if pid == os.getpid():
-            continue
-        try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            continue  # gone already, or not ours to read
-        with suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        found.append(f"{pid} {command}")
-    return found
-
-
 # --- report ------------------------------------------------------------------------------------
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def stats(values: list[float]) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), 3),
-        "min": round(min(values), 3),
-        "max": round(max(values), 3),
-    }
-
-
-def source_commit() -> str:
-    """The checkout's commit, marked dirty when pooldoctor/ or the fixture has local changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "status", "--porcelain", "--", "pooldoctor", "fixtures"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{commit or 'unknown'}{'+dirty' if changes else ''}"
-
-
-def environment(database: str) -> dict[str, Any]:
-    versions = {"python": platform.python_version()}
-    for dist in VERSIONS:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    versions["postgresql"] = server_version(database)
-    versions["commit"] = source_commit()
-    return {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "platform": platform.platform(terse=True),
-        "cpu_cores": os.cpu_count(),
-        "versions": versions,
-    }
 
 
 def summarize(
@@ -546,17 +437,11 @@ def summarize(
 def render(
     result: dict[str, Any], checks: dict[int, list[CheckRun]], baselines: list[BaselineRun]
 ) -> str:
-    env, versions = result["environment"], result["environment"]["versions"]
     pool = next(iter(checks.values()))[0].pool
     lines = [
         f"pooldoctor check speed on fixtures/leaky: {result['subjects']} subjects "
         f"(7 modes + 2 wrappers), {TASKS} probe tasks each",
-        f"date      {env['date']}",
-        f"machine   {env['platform']}, {env['cpu_cores']} CPU cores, load average "
-        f"{env['load_average']['before'][0]:.2f} before, {env['load_average']['after'][0]:.2f} "
-        "after (1 min)",
-        "versions  " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "commit"),
-        f"checkout  {versions['commit']}",
+        *environment_lines(result["environment"]),
         f"database  {result['database']}",
         f"pool      fixture: max_size {pool.get('max_size')}, timeout {pool.get('timeout')} s",
     ]
@@ -665,12 +550,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="baseline runs (default: --repeat; 0 skips the baseline)",
     )
-    parser.add_argument(
-        "--database",
-        metavar="URL",
-        default=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE,
-        help="default: $DATABASE_URL, else %(default)s",
-    )
+    add_database_option(parser)
     parser.add_argument(
         "--baseline-timeout",
         type=float,
@@ -694,25 +574,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.baseline_child:
         return baseline_child_main()
-    # Started in the background of a non-interactive shell, SIGINT arrives ignored, and pooldoctor
-    # would inherit that and ignore the SIGINT it is stopped with; restore Ctrl-C for both.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    handle_signals()
     bench_id = uuid.uuid4().hex[:8]
     children = Children(bench_id)
     strays: list[str] = []
     checks: dict[int, list[CheckRun]] = {2: [], 1: []}
     baselines: list[BaselineRun] = []
     try:
-        env = environment(args.database)
+        env = environment(args.database, "check_speed")
         load_before = os.getloadavg()
         progress("warm-up: one untimed pooldoctor check")
         run_pooldoctor(children, args.database, jobs=2)
@@ -736,11 +609,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         children.end_all()
-        strays = sweep(bench_id)
-        for stray in strays:
-            progress(f"check_speed: killed a leftover process: {stray}")
+        strays = sweep(MARKER, bench_id, "check_speed")
     env["load_average"] = {"before": load_before, "after": os.getloadavg()}
-    leftovers = {"processes": strays, "sessions": stray_sessions(args.database, bench_id)}
+    # pooldoctor's own sessions carry a run id the benchmark cannot see, so they are covered by
+    # sweep() instead: a session outlives its client process by at most a moment.
+    sessions = stray_sessions(args.database, "check_speed", f"{APP_PREFIX}-bench:{bench_id}:%")
+    leftovers = {"processes": strays, "sessions": sessions}
     result = summarize(env, args.database, checks, baselines, leftovers)
     print(json.dumps(result, indent=2) if args.json else render(result, checks, baselines))
     return 1 if leftovers["processes"] or leftovers["sessions"] else 0

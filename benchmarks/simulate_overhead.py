@@ -34,28 +34,36 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import datetime
 import json
 import os
-import platform
 import shutil
 import signal
-import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import (
+    DEFAULT_DATABASE,
+    ROOT,
+    SETTINGS,
+    environment,
+    environment_lines,
+    handle_signals,
+    interrupt,
+    pooldoctor_command,
+    progress,
+    stats,
+    stray_sessions,
+    sweep,
+)
+
 FIXTURE = ROOT / "fixtures" / "fixed"
-SETTINGS = "mysite.settings"
 WRAPPER = "mysite.celeryapp:async_task_wrapper"
 MODE = "async-to-sync"
 # In the order simulate runs and reports them: modes first, then wrappers.
@@ -63,7 +71,7 @@ SUBJECTS = ((MODE, "mode"), (WRAPPER, "wrapper"))
 FIXTURE_APP = "mysite.celeryapp:app"
 ALIAS = "default"
 # The fixture's database, for the server version and the stray-session check only.
-ADMIN_DSN = "postgresql://postgres@127.0.0.1:5432/postgres"
+ADMIN_DSN = DEFAULT_DATABASE
 # simulate's embedded broker polls every 50 ms (pooldoctor/simulate/fleet.py, POLL); so does ours.
 POLL = 0.05
 STOP_GRACE = 3.0  # as fleet._stop: SIGTERM, then SIGKILL to the group after this long
@@ -226,14 +234,7 @@ class Children:
             return
         if proc.poll() is not None:
             return
-        # pooldoctor itself: SIGINT lets it kill its own workers (which run in their own
-        # sessions, out of our reach) before it exits.
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)  # pooldoctor itself, and through it its workers
 
     def end_all(self) -> None:
         with self._lock:
@@ -242,34 +243,13 @@ class Children:
             self.end(proc)
 
 
-def sweep(bench_id: str) -> list[str]:
-    """Kill every process still carrying this run's marker; returns what it found (Linux only)."""
-    found = []
-    needle = f"{MARKER}={bench_id}".encode()
-    for entry in Path("/proc").glob("[0-9]*"):
-        pid = int(entry.name)
-        if pid == os.getpid():
-            continue
-        try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            continue  # gone already, or not ours to read
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        found.append(f"{pid} {command}")
-    return found
-
-
 # --- pooldoctor simulate -----------------------------------------------------------------------
 
 
 def simulate_command(tasks: int, workers: int) -> list[str]:
-    script = Path(sys.executable).with_name("pooldoctor")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "pooldoctor"]
-    return [*command, "simulate", "--settings", SETTINGS, "--wrapper", WRAPPER, "--modes", MODE,
-            "--workers", str(workers), "--tasks", str(tasks), "--format", "json"]  # fmt: skip
+    return [*pooldoctor_command(), "simulate", "--settings", SETTINGS, "--wrapper", WRAPPER,
+            "--modes", MODE, "--workers", str(workers), "--tasks", str(tasks),
+            "--format", "json"]  # fmt: skip
 
 
 def run_simulate(children: Children, tasks: int, workers: int) -> SimulateRun:
@@ -433,90 +413,7 @@ def run_baseline(children: Children, tasks: int, workers: int, bench_id: str) ->
     return BaselineRun(round(time.perf_counter() - started, 3), results)
 
 
-# --- the database: version and stray sessions --------------------------------------------------
-
-
-@contextlib.contextmanager
-def admin_connection() -> Iterator[Any]:
-    import psycopg
-
-    with psycopg.connect(
-        ADMIN_DSN, autocommit=True, application_name="simulate_overhead", connect_timeout=5
-    ) as conn:
-        yield conn
-
-
-def server_version() -> str:
-    with admin_connection() as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]).split()[0] if row else "unknown"
-
-
-def stray_sessions(bench_id: str, wait: float = 5.0) -> list[str]:
-    """The baseline's sessions still open ``wait`` seconds after its workers ended.
-
-    simulate's own sessions carry a run id the benchmark cannot see, so they are covered by
-    :func:`sweep` instead: a session outlives its client process by at most a moment.
-    """
-    deadline = time.monotonic() + wait
-    while True:
-        with admin_connection() as conn:
-            rows = conn.execute(
-                "SELECT application_name FROM pg_stat_activity WHERE application_name LIKE %s",
-                (f"{APP_PREFIX}:{bench_id}:%",),
-            ).fetchall()
-        if not rows or time.monotonic() > deadline:
-            return sorted(str(name) for (name,) in rows)
-        time.sleep(0.2)
-
-
 # --- report ------------------------------------------------------------------------------------
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def stats(values: list[float], digits: int = 3) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-    }
-
-
-def source_commit() -> str:
-    """The checkout's commit, marked dirty when pooldoctor/ or the fixture has local changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "status", "--porcelain", "--", "pooldoctor", "fixtures"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{commit or 'unknown'}{'+dirty' if changes else ''}"
-
-
-def environment() -> dict[str, Any]:
-    versions = {"python": platform.python_version()}
-    for dist in VERSIONS:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    versions["postgresql"] = server_version()
-    versions["commit"] = source_commit()
-    return {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "platform": platform.platform(terse=True),
-        "cpu_cores": os.cpu_count(),
-        "versions": versions,
-    }
 
 
 def summarize(
@@ -567,17 +464,11 @@ def summarize(
 
 
 def render(result: dict[str, Any], tasks: int, workers: int) -> str:
-    env, versions = result["environment"], result["environment"]["versions"]
     whole, total = result["whole"], tasks * len(SUBJECTS)
     lines = [
         f"pooldoctor simulate overhead on fixtures/fixed: {len(SUBJECTS)} subjects "
         f"({', '.join(result['subjects'])}), {tasks} probe tasks each, prefork -c {workers}",
-        f"date      {env['date']}",
-        f"machine   {env['platform']}, {env['cpu_cores']} CPU cores, load average "
-        f"{env['load_average']['before'][0]:.2f} before, {env['load_average']['after'][0]:.2f} "
-        "after (1 min)",
-        "versions  " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "commit"),
-        f"checkout  {versions['commit']}",
+        *environment_lines(result["environment"]),
         "simulate  " + " ".join(result["command"][1:]) + "  (cwd fixtures/fixed)",
         "baseline  per subject a plain celery worker (fixture's app, same flags and broker, "
         "tasks queued first), both at once",
@@ -647,22 +538,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Started in the background of a non-interactive shell, SIGINT arrives ignored, and pooldoctor
-    # would inherit that and ignore the SIGINT it is stopped with; restore Ctrl-C for both.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    handle_signals()
     bench_id = uuid.uuid4().hex[:8]
     children = Children(bench_id)
     sims: list[SimulateRun] = []
     bases: list[BaselineRun] = []
     try:
-        env = environment()
+        env = environment(ADMIN_DSN, "simulate_overhead", VERSIONS)
         import celery  # noqa: F401  # the producer's import is not the baseline's cost
 
         load_before = os.getloadavg()
@@ -681,11 +565,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         children.end_all()
-        strays = sweep(bench_id)
-        for stray in strays:
-            progress(f"simulate_overhead: killed a leftover process: {stray}")
+        strays = sweep(MARKER, bench_id, "simulate_overhead")
     env["load_average"] = {"before": load_before, "after": os.getloadavg()}
-    leftovers = {"processes": strays, "sessions": stray_sessions(bench_id)}
+    # simulate's own sessions carry a run id the benchmark cannot see, so they are covered by
+    # sweep() instead: a session outlives its client process by at most a moment.
+    sessions = stray_sessions(ADMIN_DSN, "simulate_overhead", f"{APP_PREFIX}:{bench_id}:%")
+    leftovers = {"processes": strays, "sessions": sessions}
     result = summarize(env, args.tasks, args.workers, sims, bases, leftovers)
     print(json.dumps(result, indent=2) if args.json else render(result, args.tasks, args.workers))
     return 1 if result["problems"] or strays or leftovers["sessions"] else 0

@@ -38,32 +38,36 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import datetime
 import gc
 import json
 import os
-import platform
-import signal
 import statistics
 import subprocess
-import sys
 import time
 import uuid
-from collections.abc import Callable, Iterator
-from importlib import metadata
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-ROOT = Path(__file__).resolve().parent.parent
+from _common import (
+    ROOT,
+    add_database_option,
+    check_command,
+    environment,
+    environment_lines,
+    handle_signals,
+    interrupt,
+    progress,
+    stats,
+    stray_sessions,
+    sweep,
+)
+
 FIXTURES = ("leaky", "fixed")
-SETTINGS = "mysite.settings"
-WRAPPERS = ("mysite.celeryapp:async_task_wrapper", "mysite.celeryapp:async_task()")
 ALIAS = "default"
-DEFAULT_DATABASE = "postgresql://postgres@127.0.0.1:5432/postgres"
 APP_PREFIX = "pooldoctor-bench-tracking"
 MARKER = "TRACKING_OVERHEAD_RUN"
-VERSIONS = ("django", "psycopg", "psycopg-pool", "asgiref", "celery", "pooldoctor")
 EXHAUSTED = "TimeoutError: "  # the census error of a task the watchdog stopped
 WAYS = {True: "tracking on", False: "tracking off"}
 WARM_UP = 50  # untimed tasks first: the pool's connections, Django's and asgiref's caches
@@ -90,13 +94,8 @@ class CheckRun:
     """Leak sites that name a frame of code (tracking off: none should)."""
 
 
-def check_command(fixture: str, tracking: bool, jobs: int, database: str) -> list[str]:
-    script = Path(sys.executable).with_name("pooldoctor")
-    command = [str(script)] if script.exists() else [sys.executable, "-m", "pooldoctor"]
-    command += ["check", "--settings", SETTINGS]
-    for wrapper in WRAPPERS:
-        command += ["--wrapper", wrapper]
-    command += ["--format", "json", "--database", database, "--jobs", str(jobs)]
+def tracking_command(tracking: bool, jobs: int, database: str) -> list[str]:
+    command = [*check_command(database), "--jobs", str(jobs)]
     return command if tracking else [*command, "--no-tracking"]
 
 
@@ -122,13 +121,7 @@ class Children:
         self._procs.pop(proc.pid, None)
         if proc.poll() is not None:
             return
-        # SIGINT lets pooldoctor kill its own subject processes before it exits.
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        interrupt(proc)
 
     def end_all(self) -> None:
         for proc in list(self._procs.values()):
@@ -139,7 +132,7 @@ def run_check(children: Children, fixture: str, tracking: bool, jobs: int,
               database: str) -> CheckRun:  # fmt: skip
     started = time.perf_counter()
     proc, stdout, stderr = children.run(
-        check_command(fixture, tracking, jobs, database), ROOT / "fixtures" / fixture
+        tracking_command(tracking, jobs, database), ROOT / "fixtures" / fixture
     )
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 1):  # 1: a fixture wrapper leaks, as expected
@@ -437,106 +430,7 @@ def percentile(values: list[int], q: float) -> float:
     return float(ordered[min(len(ordered) - 1, int(q * len(ordered)))])
 
 
-# --- the machine, the database, leftovers ------------------------------------------------------
-
-
-@contextlib.contextmanager
-def admin_connection(database: str) -> Iterator[Any]:
-    import psycopg
-
-    with psycopg.connect(
-        database, autocommit=True, application_name="tracking_overhead", connect_timeout=5
-    ) as conn:
-        yield conn
-
-
-def server_version(database: str) -> str:
-    with admin_connection(database) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
-    return str(row[0]).split()[0] if row else "unknown"
-
-
-def stray_sessions(database: str, bench_id: str, wait: float = 5.0) -> list[str]:
-    """This benchmark's own sessions (the in-process part) still open after it closed its pool."""
-    deadline = time.monotonic() + wait
-    while True:
-        with admin_connection(database) as conn:
-            rows = conn.execute(
-                "SELECT application_name FROM pg_stat_activity WHERE application_name = %s",
-                (f"{APP_PREFIX}:{bench_id}",),
-            ).fetchall()
-        if not rows or time.monotonic() > deadline:
-            return sorted(str(name) for (name,) in rows)
-        time.sleep(0.2)
-
-
-def sweep(bench_id: str) -> list[str]:
-    """Kill every process still carrying this run's marker; returns what it found (Linux only)."""
-    found = []
-    needle = f"{MARKER}={bench_id}".encode()
-    for entry in Path("/proc").glob("[0-9]*"):
-        pid = int(entry.name)
-        if pid == os.getpid():
-            continue
-        try:
-            if needle not in (entry / "environ").read_bytes().split(b"\0"):
-                continue
-            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
-        except OSError:
-            continue  # gone already, or not ours to read
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
-        found.append(f"{pid} {command}")
-    return found
-
-
-def source_commit() -> str:
-    """The checkout's commit, marked dirty when pooldoctor/ or the fixtures have local changes."""
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-        changes = subprocess.run(
-            ["git", "status", "--porcelain", "--", "pooldoctor", "fixtures"],
-            cwd=ROOT,
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-    except OSError:
-        return "unknown"
-    return f"{commit or 'unknown'}{'+dirty' if changes else ''}"
-
-
-def environment(database: str) -> dict[str, Any]:
-    versions = {"python": platform.python_version()}
-    for dist in VERSIONS:
-        try:
-            versions[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            versions[dist] = "not installed"
-    versions["postgresql"] = server_version(database)
-    versions["commit"] = source_commit()
-    return {
-        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
-        "platform": platform.platform(terse=True),
-        "cpu_cores": os.cpu_count(),
-        "versions": versions,
-    }
-
-
 # --- report ------------------------------------------------------------------------------------
-
-
-def progress(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
-
-
-def stats(values: list[float], digits: int = 3) -> dict[str, float]:
-    return {
-        "median": round(statistics.median(values), digits),
-        "min": round(min(values), digits),
-        "max": round(max(values), digits),
-    }
 
 
 def cell(row: dict[str, float], unit: str = "", digits: int = 2) -> str:
@@ -545,16 +439,10 @@ def cell(row: dict[str, float], unit: str = "", digits: int = 2) -> str:
 
 
 def render(result: dict[str, Any]) -> str:
-    env, versions = result["environment"], result["environment"]["versions"]
-    load = env["load_average"]
     lines = [
         "# Checkout tracking overhead",
         "",
-        f"- date: {env['date']}",
-        f"- machine: {env['platform']}, {env['cpu_cores']} CPU cores, load average "
-        f"{load['before'][0]:.2f} before, {load['after'][0]:.2f} after (1 min)",
-        "- versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if k != "commit"),
-        f"- checkout: {versions['commit']}",
+        *environment_lines(result["environment"], markdown=True),
         f"- database: {result['database']}",
     ]
     e2e = result.get("end_to_end")
@@ -691,12 +579,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         metavar="N",
         help="extra frames for the deep capture cases (default: 40)",
     )
-    parser.add_argument(
-        "--database",
-        metavar="URL",
-        default=os.environ.get("DATABASE_URL") or DEFAULT_DATABASE,
-        help="default: $DATABASE_URL, else %(default)s",
-    )
+    add_database_option(parser)
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args(argv)
     args.fixtures = [f.strip() for f in args.fixtures.split(",") if f.strip()]
@@ -708,23 +591,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _terminate(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # Started in the background of a non-interactive shell, SIGINT arrives ignored, and pooldoctor
-    # would inherit that and ignore the SIGINT it is stopped with; restore Ctrl-C for both.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _terminate)
+    handle_signals()
     bench_id = uuid.uuid4().hex[:8]
     children = Children(bench_id)
     result: dict[str, Any] = {"database": args.database, "jobs": args.jobs}
     problems: list[str] = []
     strays: list[str] = []
     try:
-        env = environment(args.database)
+        env = environment(args.database, "tracking_overhead")
         load_before = os.getloadavg()
         if args.part in ("all", "e2e"):
             runs = end_to_end(children, args)
@@ -740,12 +616,12 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     finally:
         children.end_all()
-        strays = sweep(bench_id)
-        for stray in strays:
-            progress(f"tracking_overhead: killed a leftover process: {stray}")
+        strays = sweep(MARKER, bench_id, "tracking_overhead")
     env["load_average"] = {"before": load_before, "after": os.getloadavg()}
     result["environment"] = env
-    result["leftovers"] = {"processes": strays, "sessions": stray_sessions(args.database, bench_id)}
+    # The in-process part's own sessions, still open after it closed its pool (no wildcard).
+    sessions = stray_sessions(args.database, "tracking_overhead", f"{APP_PREFIX}:{bench_id}")
+    result["leftovers"] = {"processes": strays, "sessions": sessions}
     result["problems"] = problems
     print(json.dumps(result, indent=2) if args.json else render(result))
     return 1 if problems or strays or result["leftovers"]["sessions"] else 0
