@@ -18,6 +18,15 @@ from pooldoctor.probes import task as probe_module
 LEAKY = FIXTURES / "leaky"
 RECIPE = "mysite.celeryapp:async_task_wrapper"
 PROBE_FILE = "pooldoctor/probes/task.py"
+# The recipe wrapper, a mode that pins and a mode that is clean, in one run.
+SUBJECTS = (
+    "--settings",
+    "mysite.settings",
+    "--wrapper",
+    RECIPE,
+    "--modes",
+    "asyncio-run,thread-sensitive-context-closed",
+)
 
 
 def probe_line(text: str) -> int:
@@ -31,17 +40,7 @@ FIRST_QUERY = probe_line("count = await model.objects.acount()")
 
 @pytest.fixture(scope="module")
 def leaky_report(database_url: str) -> dict[str, Any]:
-    # GIVEN the recipe wrapper, a mode that pins and a mode that is clean, in one run
-    code, report = check_json(
-        "--settings",
-        "mysite.settings",
-        "--wrapper",
-        RECIPE,
-        "--modes",
-        "asyncio-run,thread-sensitive-context-closed",
-        cwd=LEAKY,
-        database_url=database_url,
-    )
+    code, report = check_json(*SUBJECTS, cwd=LEAKY, database_url=database_url)
     assert code == 1, report
     return report
 
@@ -135,12 +134,7 @@ def test_without_tracking_the_verdicts_stay_and_sites_are_not_located(
     database_url: str, leaky_report: dict[str, Any]
 ) -> None:
     code, report = check_json(
-        "--settings",
-        "mysite.settings",
-        "--wrapper",
-        RECIPE,
-        "--modes",
-        "asyncio-run,thread-sensitive-context-closed",
+        *SUBJECTS,
         "--no-tracking",
         cwd=LEAKY,
         database_url=database_url,
