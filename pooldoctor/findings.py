@@ -17,8 +17,9 @@ LONG_POOL_TIMEOUT = 10.0
 # Celery's default concurrency is the number of CPUs; four is a small worker host.
 TYPICAL_PROCESSES = 4
 PSYCOPG_POOL_DEFAULTS = {"min_size": 4, "max_size": None, "timeout": 30.0}
-# PostgreSQL's words for a write in a read-only transaction (SQLSTATE 25006): "cannot execute
-# INSERT in a read-only transaction".
+# A write in a read-only transaction: SQLSTATE 25006, and PostgreSQL's English words for it
+# ("cannot execute INSERT in a read-only transaction") for censuses saved without the SQLSTATE.
+READ_ONLY_SQLSTATE = "25006"
 READ_ONLY_ERROR = "in a read-only transaction"
 
 
@@ -172,7 +173,11 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
 
 def refused_writes(run: SubjectRun) -> int:
     """Tasks that failed because the session was read-only."""
-    return sum(1 for c in run.census if c.error and READ_ONLY_ERROR in c.error)
+    return sum(
+        1
+        for c in run.census
+        if c.sqlstate == READ_ONLY_SQLSTATE or (c.error and READ_ONLY_ERROR in c.error)
+    )
 
 
 def write_hint(kind: str, dsn: str) -> str:

@@ -139,6 +139,9 @@ class TaskCensus:
     """Connections checked out between tasks by live threads."""
     connections: tuple[ThreadConnection, ...]
     server: ServerView | None
+    sqlstate: str | None = None
+    """The SQLSTATE of the database error the task ended with, if any (``25006``: a write in a
+    read-only transaction), whatever language the server speaks."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -310,6 +313,7 @@ def task_census_from_dict(data: Mapping[str, Any]) -> TaskCensus:
         lost=data["lost"],
         held=data["held"],
         connections=tuple(ThreadConnection(**c) for c in data["connections"]),
+        sqlstate=data.get("sqlstate"),
         server=ServerView(
             backends=server["backends"],
             idle_in_transaction=server["idle_in_transaction"],

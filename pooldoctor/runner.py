@@ -133,6 +133,7 @@ class Subject:
             ok=outcome is None,
             error=None if outcome is None else f"{type(outcome).__name__}: {outcome}",
             expected_error=isinstance(outcome, ProbeFailure),
+            sqlstate=sqlstate_of(outcome),
             seconds=round(seconds, 4),
             pool=census.pool_stats(pool),
             lost=lost,
@@ -161,6 +162,17 @@ class Subject:
             pool.close(timeout=1.0)
         if self.observer is not None:
             self.observer.close()
+
+
+def sqlstate_of(error: BaseException | None) -> str | None:
+    """The SQLSTATE behind an exception: Django wraps psycopg's error, which carries it."""
+    seen = 0
+    while error is not None and seen < 10:
+        state = getattr(error, "sqlstate", None)
+        if state:
+            return str(state)
+        error, seen = error.__cause__ or error.__context__, seen + 1
+    return None
 
 
 class Watchdog(threading.Thread):

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytest
 
+from pooldoctor import findings
 from pooldoctor.findings import audit_config, measured, pool_settings
 from pooldoctor.model import (
     Finding,
@@ -473,3 +475,17 @@ def test_findings_for_several_wrappers_keep_their_order_and_subjects() -> None:
 
     # THEN one finding per wrapper, in the wrappers' order, and nothing for the mode
     assert [(f.code, f.subject) for f in findings] == [("PD201", "leaky"), ("PD202", "pinned")]
+
+
+def test_a_refused_write_is_known_by_its_sqlstate_in_any_language() -> None:
+    # GIVEN a task that failed on the read-only session of a server speaking German
+    refused = dataclasses.replace(
+        census(0),
+        ok=False,
+        error="InternalError: FEHLER:  kann UPDATE in einer Read-only-Transaktion nicht ausführen",
+        sqlstate="25006",
+    )
+    other = dataclasses.replace(census(1), ok=False, error="ValueError: no", sqlstate=None)
+    run = result("w", Verdict.ERROR, census=(refused, other)).run
+    # THEN it counts as a refused write, and the other failure does not
+    assert findings.refused_writes(run) == 1

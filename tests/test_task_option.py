@@ -271,6 +271,8 @@ def test_a_writing_task_fails_read_only_on_your_database_with_the_way_out(
     refused, hint = result["symptoms"]
     assert refused.startswith("12 tasks failed with ")
     assert "cannot execute UPDATE in a read-only transaction" in refused
+    # (told by its SQLSTATE, not only PostgreSQL's English words)
+    assert {c["sqlstate"] for c in result["evidence"]["census"]} == {"25006"}
     assert _written(migrated_database) == (0, Decimal("229.00"))
     # AND the report says the task writes and how to let it, naming the database without its
     # password
