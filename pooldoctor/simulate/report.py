@@ -125,7 +125,12 @@ def as_junit(report: SimulateReport, fail_on: str) -> str:
     for r in report.results:
         case = ET.SubElement(suite, "testcase", classname=f"pooldoctor.simulate.{r.kind}",
                              name=r.subject, time=f"{r.seconds:.3f}")  # fmt: skip
-        evidence = "\n".join(f"worker {w.pid}: {w.verdict}: {w.summary}" for w in r.workers)
+        evidence = "\n".join(
+            line
+            for w in r.workers
+            for line in [f"worker {w.pid}: {w.verdict}: {w.summary}"]
+            + [f"  {site_line}" for site in w.leak_sites for site_line in site_lines(site)]
+        )
         if r.kind == "wrapper" and fails(r, fail_on):
             failures += 1
             ET.SubElement(case, "failure", message=r.summary, type=r.verdict).text = evidence
