@@ -23,6 +23,7 @@ import functools
 import gc
 import os
 import sys
+import sysconfig
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from types import CodeType, FrameType
@@ -42,6 +43,7 @@ class RawFrame(NamedTuple):
 STAND_INS = frozenset({"pooldoctor.probes.task"})
 _ASGIREF_SYNC = "asgiref.sync"
 _LIBRARY_DIRS = ("site-packages", "dist-packages")
+_SCRIPT_DIRS = frozenset({sysconfig.get_path("scripts"), os.path.dirname(sys.executable)})
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
@@ -284,6 +286,8 @@ def _is_library(module: str, file: str) -> bool:
     if file.startswith(_OWN_DIR):  # pooldoctor run as ``python -m`` is ``__main__``
         return True
     if file.startswith("<"):  # <frozen ...>, <string>
+        return True
+    if os.path.dirname(file) in _SCRIPT_DIRS:  # console scripts: bin/celery, bin/pytest
         return True
     return any(part in _LIBRARY_DIRS for part in file.split(os.sep))
 

@@ -7,7 +7,9 @@ the stack inside it, where a checkout would happen.
 from __future__ import annotations
 
 import asyncio
+import os
 import sys
+import sysconfig
 from collections.abc import AsyncIterator
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync, sync_to_async
@@ -177,3 +179,9 @@ def test_a_comprehension_frame_takes_the_name_of_the_function_around_it() -> Non
     site = project_frame(stack)
     assert site is not None
     assert (site.function, site.line) == ("refresh_prices", 42)
+
+
+def test_a_console_script_is_not_the_project() -> None:
+    # bin/celery or bin/pytest start the process; they are not the project's code
+    script = os.path.join(sysconfig.get_path("scripts"), "celery")
+    assert is_library(frame("__main__", script, "<module>", 8))
