@@ -15,7 +15,6 @@ from the file named by ``POOLDOCTOR_SIMULATE``.
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import os
 import signal
@@ -31,6 +30,7 @@ from pooldoctor.probes import get_mode
 from pooldoctor.probes.task import ECHOES, ProbeFailure, make_probe_task
 from pooldoctor.runner import EXHAUSTION_GRACE, WATCH_INTERVAL
 from pooldoctor.subjects import decorate, is_celery_task, load_wrapper
+from pooldoctor.worker_process import WorkerProcess, django_pool
 
 SPEC: dict[str, Any] = json.loads(Path(os.environ["POOLDOCTOR_SIMULATE"]).read_text())
 RECORDS = Path(SPEC["dir"]) / "records"
@@ -43,18 +43,14 @@ PROBE_NAME = "pooldoctor.probe"
 class ChildState:
     """What one worker process knows about itself (reset in every forked child)."""
 
-    def __init__(self) -> None:
-        self.inherited_pool_id: int | None = None
-        self.inherited_pool: Any = None
-        """Kept alive so that a pool created after it is discarded cannot reuse its id()."""
-        self.inherited_connections = 0
+    def __init__(self, process: WorkerProcess | None = None) -> None:
+        self.process = process
+        """The inherited pool and the running tasks' labels (set when the process starts)."""
         self.opened_before = 0
         self.index = 0
         self.running: dict[str, float] = {}
         """Tasks running in this process (several at once in a threads pool) and their start."""
         self.written: set[str] = set()
-        self.labels: dict[str, tuple[str, contextvars.Token[str | None], int]] = {}
-        """Running tasks' ledger labels, context tokens and the thread that set them."""
         self.lock = threading.Lock()
 
 
@@ -63,21 +59,14 @@ LEDGER = census.Ledger(ALIAS, tracking=SPEC.get("tracking", True))
 
 
 def _pool() -> Any:
-    from django.db import connections
-
-    return getattr(type(connections[ALIAS]), "_connection_pools", {}).get(ALIAS)
+    return django_pool(ALIAS)
 
 
 def _on_child_start(forked: bool = True, **kwargs: Any) -> None:
     """Runs first in every prefork child, before the project's own handlers: what came from the
     parent? (Also run once in the worker itself for pools that do not fork.)"""
     global STATE
-    STATE = ChildState()
-    pool = _pool()
-    if forked and pool is not None:
-        STATE.inherited_pool_id = id(pool)
-        STATE.inherited_pool = pool
-        STATE.inherited_connections = LEDGER.adopt_inherited(pool)
+    STATE = ChildState(WorkerProcess(LEDGER, ALIAS, forked=forked))
     STATE.opened_before = LEDGER.opened
     threading.Thread(target=_watch, name="pooldoctor-watchdog", daemon=True).start()
 
@@ -111,11 +100,8 @@ def _watch() -> None:
 def _on_prerun(task_id: str = "", task: Any = None, args: Any = (), **kwargs: Any) -> None:
     if SPEC.get("kill_token") and len(args) > 1 and args[1] == SPEC["kill_token"]:
         os.kill(os.getpid(), signal.SIGKILL)  # chaos: a child dying mid-task, as OOM kills do
-    # Set on the thread that runs the task (a threads pool runs several at once, each on its own
-    # thread and context); asgiref copies the context into the executor threads it uses.
-    label = f"{getattr(task, 'name', PROBE_NAME)}[{task_id[:8]}]"
-    token = LEDGER.task_started(label)
-    STATE.labels[task_id] = (label, token, threading.get_ident())
+    if STATE.process is not None:
+        STATE.process.task_started(task_id, getattr(task, "name", PROBE_NAME))
     STATE.running[task_id] = time.monotonic()
 
 
@@ -128,17 +114,8 @@ def _on_postrun(task_id: str = "", args: Any = (), state: str = "", retval: Any 
 
 
 def _task_finished(task_id: str) -> None:
-    labelled = STATE.labels.pop(task_id, None)
-    if labelled is None:
-        return
-    label, token, ident = labelled
-    # Only the thread (context) that set the label can reset it; Celery sends task_postrun from
-    # the task's own thread, so this is the usual case.
-    same_thread = ident == threading.get_ident()
-    try:
-        LEDGER.task_finished(label, token if same_thread else None)
-    except ValueError:  # another context after all: the end is recorded, the label stays
-        LEDGER.task_finished(label)
+    if STATE.process is not None:
+        STATE.process.task_finished(task_id)
 
 
 def _write(task_id: str, extra: dict[str, Any], error: BaseException | None,
@@ -157,6 +134,8 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
     echoed = ECHOES.pop(token, None) if token else None
     census.collect_garbage()
     pool = _pool()
+    process = STATE.process
+    inherited_id = process.inherited_pool_id if process else None
     rows, lost, held = LEDGER.snapshot(pool)
     opened = LEDGER.opened - STATE.opened_before
     STATE.opened_before = LEDGER.opened
@@ -172,9 +151,9 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
         "echo": echoed[0] if echoed else None,
         "backend_pid": echoed[1] if echoed else None,
         "opened": opened,
-        "inherited_pool": STATE.inherited_pool_id is not None,
-        "inherited_pool_in_use": pool is not None and id(pool) == STATE.inherited_pool_id,
-        "inherited_connections": STATE.inherited_connections,
+        "inherited_pool": inherited_id is not None,
+        "inherited_pool_in_use": pool is not None and id(pool) == inherited_id,
+        "inherited_connections": process.inherited_connections if process else 0,
         "pool": to_dict(census.pool_stats(pool)),
         "lost": lost,
         "held": held,

@@ -1,0 +1,1 @@
+"""A Django project whose Celery app installs pooldoctor's worker side (``pooldoctor inspect``)."""

@@ -1,0 +1,38 @@
+"""Two tasks doing the same async ORM reads (an unmanaged model over pg_database: no migration,
+no table), one on the blog recipe's wrapper (fixtures/leaky/mysite/celeryapp.py, which loses a
+connection per task), one on a clean wrapper."""
+
+import functools
+from typing import Any
+
+from mysite.celeryapp import async_task_wrapper as recipe
+
+from inspectproj.celery import app
+from inspectproj.wrappers import clean_async_task
+
+
+@functools.cache
+def catalog() -> Any:
+    from django.db import models
+
+    class CatalogDatabase(models.Model):
+        oid = models.IntegerField(primary_key=True)
+        datname = models.CharField(max_length=63)
+
+        class Meta:
+            app_label = "inspectproj"
+            db_table = "pg_database"
+            managed = False
+
+    return CatalogDatabase
+
+
+async def read_catalog(n: int) -> int:
+    model = catalog()
+    count = await model.objects.acount()  # the line a leak site names
+    await model.objects.aget(datname="template1")
+    return count + n
+
+
+leaky = app.task(name="inspectproj.leaky")(recipe(read_catalog))
+clean = app.task(name="inspectproj.clean")(clean_async_task(read_catalog))
