@@ -443,6 +443,132 @@ def simulate(**kwargs: Any) -> int:
     return ExitCode.FAILED if failing else ExitCode.OK
 
 
+@cli.command(epilog=EXIT_CODES_HELP)
+@click.option(
+    "--app",
+    required=True,
+    metavar="MODULE:ATTR",
+    help="The project's Celery app (its broker is the one asked), imported from the current "
+    "directory.",
+)
+@click.option(
+    "--settings",
+    envvar="DJANGO_SETTINGS_MODULE",
+    help="The project's settings module, for the server's view (default: "
+    "$DJANGO_SETTINGS_MODULE, or what the app's module sets).",
+)
+@click.option(
+    "--pythonpath",
+    multiple=True,
+    type=click.Path(file_okay=False),
+    help="A directory to add to sys.path (repeatable; the current one always is).",
+)
+@click.option("--alias", default="default", show_default=True, help="The database alias.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(0.1, 60),
+    default=2.0,
+    show_default=True,
+    help="Seconds to wait for the workers' answers; a worker that has not answered by then is "
+    "reported as not answering.",
+)
+@click.option(
+    "--destination",
+    metavar="NODE[,NODE...]",
+    help="Ask only these worker nodes (e.g. leaky@host1,clean@host2); default: every worker.",
+)
+@click.option(
+    "--watch",
+    type=click.FloatRange(0.5, 3600),
+    metavar="SECONDS",
+    help="Ask again every SECONDS until Ctrl-C: a live table on a terminal, one report per "
+    "interval otherwise.",
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["text", "json", "junit", "github"]),
+    help="Report format (default: from --output's extension, else text).",
+)
+@OUTPUT_OPTION
+@click.option(
+    "--fail-on",
+    type=click.Choice(["leak", "pinned", "never"]),
+    default="leak",
+    show_default=True,
+    help="Exit 1 when a worker's verdict is at or above this (a worker that could not be "
+    "inspected is an error, which fails anything but never).",
+)
+@click.option("--debug", is_flag=True, help="Show tracebacks.")
+def inspect(**kwargs: Any) -> int:
+    """Ask every live worker of a running Celery fleet, over the app's own broker, for its
+    census (installed with pooldoctor.celery.install(app)): per worker process, pool stats, lost
+    slots, pinned connections with their holder threads and age, churn, inherited connections;
+    and match them to the server's pg_stat_activity. Read-only: nothing is opened, closed or
+    reset in the workers, and the one server session pooldoctor opens is read-only."""
+    from pooldoctor.inspect.fleet import parse_destination
+    from pooldoctor.inspect.report import fails as inspect_fails
+    from pooldoctor.inspect.report import render as render_inspect
+    from pooldoctor.inspect.run import InspectOptions, inspect_once, load
+
+    options = InspectOptions(
+        app=kwargs["app"],
+        settings=kwargs["settings"],
+        pythonpath=tuple(os.path.abspath(p) for p in kwargs["pythonpath"]),
+        alias=kwargs["alias"],
+        timeout=kwargs["timeout"],
+        destination=parse_destination(kwargs["destination"]),
+        cwd=os.getcwd(),
+    )
+    output, fail_on = kwargs["output"], kwargs["fail_on"]
+    fmt = infer_format(output, kwargs["fmt"]).value
+    _check_writable(output)
+    target = load(options)
+    if kwargs["watch"] is not None:
+        _watch(lambda: inspect_once(target, options), kwargs["watch"], fmt, output, fail_on)
+    report = inspect_once(target, options)
+    color = output is None and fmt == "text" and sys.stdout.isatty()
+    text = render_inspect(report, fmt, fail_on, width=None if color else 100, color=color)
+    _write_report(text, output)
+    if output:
+        click.echo(f"pooldoctor: {report.verdict.value}: report written to {output}", err=True)
+    return ExitCode.FAILED if inspect_fails(report, fail_on) else ExitCode.OK
+
+
+def _watch(ask: Any, interval: float, fmt: str, output: str | None, fail_on: str) -> None:
+    """Until Ctrl-C (which main() turns into exit 130): a live table on a terminal, else one
+    report per interval."""
+    import time
+
+    from pooldoctor.inspect.report import header_lines, table
+    from pooldoctor.inspect.report import render as render_inspect
+
+    if output is None and fmt == "text" and sys.stdout.isatty():
+        from rich.console import Group
+        from rich.live import Live
+        from rich.text import Text
+
+        with Live(console=Console(), auto_refresh=False, transient=False) as live:
+            while True:
+                report = ask()
+                stamp = time.strftime("%H:%M:%S")
+                live.update(
+                    Group(
+                        *[Text(line) for line in header_lines(report)],
+                        table(report),
+                        Text(report.headline, style="bold"),
+                        Text(f"{stamp}: every {interval:g} s, Ctrl-C to stop", style="dim"),
+                    ),
+                    refresh=True,
+                )
+                time.sleep(interval)
+    while True:
+        report = ask()
+        _write_report(render_inspect(report, fmt, fail_on), output)
+        sys.stdout.flush()
+        time.sleep(interval)
+
+
 def _pyproject_wrappers(directory: Path) -> list[str]:
     return _config_list(directory, "wrappers")
 

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from pooldoctor import __version__, verdict
 from pooldoctor.errors import UsageError
+from pooldoctor.inspect.model import InspectReport
 from pooldoctor.model import (
     DatabaseInfo,
     Finding,
@@ -45,15 +46,17 @@ FORMATS = {
     "check": ("text", "json", "junit", "github"),
     "scan": ("text", "json", "sarif", "github"),
     "simulate": ("text", "json", "junit", "github"),
+    "inspect": ("text", "json", "junit", "github"),
 }
 """The formats each command renders (what ``pooldoctor report --format`` accepts for it)."""
 FAIL_ON = {
     "check": ("leak", "pinned", "never"),
     "scan": ("info", "warning", "error", "never"),
     "simulate": ("leak", "pinned", "never"),
+    "inspect": ("leak", "pinned", "never"),
 }
 """``--fail-on`` values per command."""
-DEFAULT_FAIL_ON = {"check": "leak", "scan": "warning", "simulate": "leak"}
+DEFAULT_FAIL_ON = {"check": "leak", "scan": "warning", "simulate": "leak", "inspect": "leak"}
 SUFFIXES = {".json": "json", ".xml": "junit", ".sarif": "sarif"}
 
 
@@ -63,7 +66,7 @@ class Saved:
 
     command: str
     """check, scan or simulate."""
-    report: Report | ScanResult | SimulateReport
+    report: Report | ScanResult | SimulateReport | InspectReport
     source: str
     """Where it was read from, for messages."""
 
@@ -80,6 +83,10 @@ class Saved:
 
             # The JSON does not name the checks that were selected: SARIF lists every rule.
             return render_scan(self.report, ScanFormat(fmt), all_checks())
+        if isinstance(self.report, InspectReport):
+            from pooldoctor.inspect.report import render as render_inspect
+
+            return render_inspect(self.report, fmt, fail_on, width=width, color=color)
         from pooldoctor.simulate.report import render as render_simulation
 
         return render_simulation(self.report, fmt, fail_on)
@@ -90,6 +97,10 @@ class Saved:
             return verdict.report_fails(self.report, fail_on)
         if isinstance(self.report, ScanResult):
             return self.report.reaches(fail_on)
+        if isinstance(self.report, InspectReport):
+            from pooldoctor.inspect.report import fails as inspect_fails
+
+            return inspect_fails(self.report, fail_on)
         from pooldoctor.simulate.report import fails as fleet_fails
 
         return any(r.kind == "wrapper" and fleet_fails(r, fail_on) for r in self.report.results)
@@ -298,6 +309,13 @@ def simulate_from_dict(data: Mapping[str, Any]) -> SimulateReport:
     )
 
 
+def inspect_from_dict(data: Mapping[str, Any]) -> InspectReport:
+    """An inspection report from ``inspect --format json``."""
+    from pooldoctor.inspect.model import report_from_dict
+
+    return report_from_dict(data)
+
+
 def _fleet_result(data: Mapping[str, Any]) -> FleetResult:
     from pooldoctor.simulate.judge import FleetResult
 
@@ -347,4 +365,5 @@ LOADERS: Mapping[str, Callable[[Mapping[str, Any]], Any]] = {
     "check": report_from_dict,
     "scan": scan_from_dict,
     "simulate": simulate_from_dict,
+    "inspect": inspect_from_dict,
 }

@@ -1,0 +1,130 @@
+"""``pooldoctor inspect``: load the app (and Django), ask the fleet, read the server, judge.
+
+One :func:`inspect_once` per report; ``--watch`` calls it again every interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import sys
+import time
+from typing import Any
+
+from pooldoctor import check, project
+from pooldoctor.errors import ProjectError, UsageError
+from pooldoctor.inspect import fleet, server
+from pooldoctor.inspect.judge import judge
+from pooldoctor.inspect.model import InspectReport
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectOptions:
+    app: str
+    settings: str | None
+    pythonpath: tuple[str, ...]
+    alias: str
+    timeout: float
+    destination: tuple[str, ...]
+    cwd: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The loaded project: its Celery app and, with Django settings, its database alias."""
+
+    app: Any
+    alias: str | None
+    """None without Django settings: no server view."""
+    why_no_server: str | None = None
+
+
+def load(options: InspectOptions) -> Target:
+    """Put the project on sys.path, import its settings and Celery app, set Django up."""
+    for entry in reversed((options.cwd, *options.pythonpath)):
+        path = os.path.abspath(entry)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    if options.settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = options.settings
+        project.import_settings(options.settings)
+    app = load_app(options.app)
+    settings = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not settings:
+        return Target(app, None, "no Django settings: pass --settings or set "
+                      "DJANGO_SETTINGS_MODULE")  # fmt: skip
+    if not options.settings:
+        project.import_settings(settings)
+    try:
+        import django
+
+        django.setup()
+    except Exception as exc:
+        raise ProjectError(
+            f"django.setup() with {settings!r} raised {type(exc).__name__}: {exc}",
+            "fix the settings (run with --debug for the traceback)",
+        ) from exc
+    try:
+        project.database_settings(options.alias)
+    except ProjectError as exc:
+        return Target(app, None, str(exc))
+    return Target(app, options.alias)
+
+
+def load_app(spec: str) -> Any:
+    """The Celery app named ``MODULE:ATTR``."""
+    if ":" not in spec:
+        raise UsageError(
+            f"--app {spec!r} is not MODULE:ATTR", "for example --app mysite.celery:app"
+        )
+    from celery import Celery
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ProjectError(
+            f"--app {spec}: cannot import module {module_name!r}: {exc}",
+            "run pooldoctor from the project directory, or pass --pythonpath",
+        ) from exc
+    except Exception as exc:
+        raise ProjectError(
+            f"--app {spec}: importing {module_name!r} raised {type(exc).__name__}: {exc}",
+            "fix the error in that module (run with --debug for the traceback)",
+        ) from exc
+    for part in attr.split("."):
+        if not hasattr(found, part):
+            raise ProjectError(
+                f"--app {spec}: {module_name!r} has no attribute {part!r}",
+                "name the project's Celery instance, for example --app mysite.celery:app",
+            )
+        found = getattr(found, part)
+    if not isinstance(found, Celery):
+        raise ProjectError(
+            f"--app {spec} is a {type(found).__name__}, not a Celery app",
+            "name the project's Celery instance, for example --app mysite.celery:app",
+        )
+    return found
+
+
+def inspect_once(target: Target, options: InspectOptions) -> InspectReport:
+    started = time.monotonic()
+    broker = fleet.broker_url(target.app)
+    answers = fleet.ask(target.app, options.timeout, options.destination)
+    if target.alias is None:
+        rows = server.unavailable("-", target.why_no_server or "no database")
+    else:
+        rows = server.read(target.alias, options.timeout)
+    return judge(
+        answers.replies,
+        answers.pinged,
+        answers.destination,
+        rows,
+        received_at=answers.received_at,
+        broker=broker,
+        timeout=options.timeout,
+        environment=check.environment(),
+        seconds=round(time.monotonic() - started, 3),
+        problems=answers.problems,
+    )
