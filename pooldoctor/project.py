@@ -229,3 +229,47 @@ def _database_error(alias: str, exc: Exception, password: str | None) -> Databas
 
 def deep_copy_settings(entry: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(entry))
+
+
+def load_celery_app(spec: str) -> Any:
+    """The project's Celery app named ``MODULE:ATTR`` (``MODULE:ATTR()`` calls a factory)."""
+    if ":" not in spec:
+        raise UsageError(
+            f"--app {spec!r} is not MODULE:ATTR", "for example --app mysite.celery:app"
+        )
+    from celery import Celery
+
+    module_name, _, attr = spec.partition(":")
+    try:
+        found: Any = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ProjectError(
+            f"--app {spec}: cannot import module {module_name!r}: {exc}",
+            "run pooldoctor from the project directory, or pass --pythonpath",
+        ) from exc
+    except Exception as exc:
+        raise ProjectError(
+            f"--app {spec}: importing {module_name!r} raised {type(exc).__name__}: {exc}",
+            "fix the error in that module (run with --debug for the traceback)",
+        ) from exc
+    for part in attr.removesuffix("()").split("."):
+        if not hasattr(found, part):
+            raise ProjectError(
+                f"--app {spec}: {module_name!r} has no attribute {part!r}",
+                "name the project's Celery instance, for example --app mysite.celery:app",
+            )
+        found = getattr(found, part)
+    if attr.endswith("()"):
+        try:
+            found = found()
+        except Exception as exc:
+            raise ProjectError(
+                f"--app {spec}: calling it raised {type(exc).__name__}: {exc}",
+                "run with --debug for the traceback",
+            ) from exc
+    if not isinstance(found, Celery):
+        raise ProjectError(
+            f"--app {spec} is a {type(found).__name__}, not a Celery app",
+            "name the project's Celery instance, for example --app mysite.celery:app",
+        )
+    return found

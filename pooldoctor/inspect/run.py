@@ -6,14 +6,13 @@ One :func:`inspect_once` per report; ``--watch`` calls it again every interval.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import sys
 import time
 from typing import Any
 
 from pooldoctor import check, project
-from pooldoctor.errors import ProjectError, UsageError
+from pooldoctor.errors import ProjectError
 from pooldoctor.inspect import fleet, server
 from pooldoctor.inspect.judge import judge
 from pooldoctor.inspect.model import InspectReport
@@ -49,7 +48,7 @@ def load(options: InspectOptions) -> Target:
     if options.settings:
         os.environ["DJANGO_SETTINGS_MODULE"] = options.settings
         project.import_settings(options.settings)
-    app = load_app(options.app)
+    app = project.load_celery_app(options.app)
     settings = os.environ.get("DJANGO_SETTINGS_MODULE")
     if not settings:
         return Target(app, None, "no Django settings: pass --settings or set "
@@ -70,42 +69,6 @@ def load(options: InspectOptions) -> Target:
     except ProjectError as exc:
         return Target(app, None, str(exc))
     return Target(app, options.alias)
-
-
-def load_app(spec: str) -> Any:
-    """The Celery app named ``MODULE:ATTR``."""
-    if ":" not in spec:
-        raise UsageError(
-            f"--app {spec!r} is not MODULE:ATTR", "for example --app mysite.celery:app"
-        )
-    from celery import Celery
-
-    module_name, _, attr = spec.partition(":")
-    try:
-        found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ProjectError(
-            f"--app {spec}: cannot import module {module_name!r}: {exc}",
-            "run pooldoctor from the project directory, or pass --pythonpath",
-        ) from exc
-    except Exception as exc:
-        raise ProjectError(
-            f"--app {spec}: importing {module_name!r} raised {type(exc).__name__}: {exc}",
-            "fix the error in that module (run with --debug for the traceback)",
-        ) from exc
-    for part in attr.split("."):
-        if not hasattr(found, part):
-            raise ProjectError(
-                f"--app {spec}: {module_name!r} has no attribute {part!r}",
-                "name the project's Celery instance, for example --app mysite.celery:app",
-            )
-        found = getattr(found, part)
-    if not isinstance(found, Celery):
-        raise ProjectError(
-            f"--app {spec} is a {type(found).__name__}, not a Celery app",
-            "name the project's Celery instance, for example --app mysite.celery:app",
-        )
-    return found
 
 
 def inspect_once(target: Target, options: InspectOptions) -> InspectReport:

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pooldoctor import check, project
-from pooldoctor.errors import MissingExtraError, PooldoctorError, ProjectError, UsageError
+from pooldoctor.errors import MissingExtraError, PooldoctorError, UsageError
 from pooldoctor.model import DatabaseInfo, Finding
 from pooldoctor.simulate.findings import DISCARD_POOL_FIX, fleet_findings
 from pooldoctor.simulate.fleet import FleetOptions, FleetRecords, kill_all, run_fleet
@@ -73,7 +73,7 @@ def run_simulate(options: SimulateOptions,
             spec, source, run_id, [s for s in subjects if s.kind == "wrapper"]
         )
         if fleet.app:
-            _check_app(fleet.app)
+            project.load_celery_app(fleet.app)  # a worker that cannot would only die
 
         def one(index: int, subject: Subject, options: FleetOptions) -> FleetRecords:
             records = run_fleet(spec, subject, options, run_id, index)
@@ -151,49 +151,6 @@ def _judge(raw: FleetRecords) -> FleetResult:
     return judge_fleet(raw.subject.name, raw.subject.kind, raw.sent, raw.records,
                        raw.children_died, raw.stop_detail, raw.seconds,
                        raw.leak_sites)  # fmt: skip
-
-
-def _check_app(spec: str) -> None:
-    """Load the app here, after the settings: a worker that cannot would only die before ready."""
-    if ":" not in spec:
-        raise UsageError(
-            f"--app {spec!r} is not MODULE:ATTR", "for example --app mysite.celery:app"
-        )
-    from celery import Celery
-
-    module_name, _, attr = spec.partition(":")
-    try:
-        found: Any = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ProjectError(
-            f"--app {spec}: cannot import module {module_name!r}: {exc}",
-            "check the module path; the project directory and --pythonpath are on sys.path",
-        ) from exc
-    except Exception as exc:
-        raise ProjectError(
-            f"--app {spec}: importing {module_name!r} raised {type(exc).__name__}: {exc}",
-            "fix the error in that module (run with --debug for the traceback)",
-        ) from exc
-    for part in attr.removesuffix("()").split("."):
-        if not hasattr(found, part):
-            raise ProjectError(
-                f"--app {spec}: {module_name!r} has no attribute {part!r}",
-                "name the project's Celery instance",
-            )
-        found = getattr(found, part)
-    if attr.endswith("()"):
-        try:
-            found = found()
-        except Exception as exc:
-            raise ProjectError(
-                f"--app {spec}: calling it raised {type(exc).__name__}: {exc}",
-                "run with --debug for the traceback",
-            ) from exc
-    if not isinstance(found, Celery):
-        raise ProjectError(
-            f"--app {spec} is a {type(found).__name__}, not a Celery app",
-            "name the project's Celery instance, for example --app mysite.celery:app",
-        )
 
 
 def _check_broker(url: str) -> None:
