@@ -538,35 +538,15 @@ def inspect(**kwargs: Any) -> int:
 def _watch(ask: Any, interval: float, fmt: str, output: str | None, fail_on: str) -> None:
     """Until Ctrl-C (which main() turns into exit 130): a live table on a terminal, else one
     report per interval."""
-    import time
-
-    from pooldoctor.inspect.report import header_lines, table
     from pooldoctor.inspect.report import render as render_inspect
+    from pooldoctor.inspect.watch import watch
 
-    if output is None and fmt == "text" and sys.stdout.isatty():
-        from rich.console import Group
-        from rich.live import Live
-        from rich.text import Text
-
-        with Live(console=Console(), auto_refresh=False, transient=False) as live:
-            while True:
-                report = ask()
-                stamp = time.strftime("%H:%M:%S")
-                live.update(
-                    Group(
-                        *[Text(line) for line in header_lines(report)],
-                        table(report),
-                        Text(report.headline, style="bold"),
-                        Text(f"{stamp}: every {interval:g} s, Ctrl-C to stop", style="dim"),
-                    ),
-                    refresh=True,
-                )
-                time.sleep(interval)
-    while True:
-        report = ask()
+    def emit(report: Any) -> None:
         _write_report(render_inspect(report, fmt, fail_on), output)
         sys.stdout.flush()
-        time.sleep(interval)
+
+    terminal = output is None and fmt == "text" and sys.stdout.isatty()
+    watch(ask, interval, emit, live=Console() if terminal else None)
 
 
 def _pyproject_wrappers(directory: Path) -> list[str]:

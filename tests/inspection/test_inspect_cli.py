@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -115,3 +116,47 @@ def test_text_report_names_each_node(fleet: Fleet, inspect_database_url: str) ->
         "in its Celery module" in lines
     )
     assert lines[-1].startswith(f"LEAK: {fleet.name('leaky')}: ")
+
+
+def test_watch_writes_a_report_per_interval_until_interrupted(
+    fleet: Fleet, inspect_database_url: str
+) -> None:
+    # GIVEN inspect --watch writing JSON to a pipe (no terminal: one whole report per interval)
+    env = {**os.environ, "DATABASE_URL": inspect_database_url,
+           "INSPECTPROJ_BROKER": BROKERS[fleet.broker][0],
+           "PYTHONPATH": str(FIXTURES / "leaky")}  # fmt: skip
+    env.pop("DJANGO_SETTINGS_MODULE", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "pooldoctor", "inspect", *APP, "--destination",
+         fleet.name("clean"), "--timeout", "2", "--watch", "0.5", "--format", "json"],
+        cwd=INSPECTPROJ, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )  # fmt: skip
+    assert proc.stdout is not None
+    # WHEN two reports have arrived, and then Ctrl-C
+    try:
+        reports = [_read_json(proc.stdout), _read_json(proc.stdout)]
+    except AssertionError:
+        proc.kill()
+        raise AssertionError(f"inspect --watch stopped writing: {proc.communicate()[1]}") from None
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    # THEN each was a whole report of the asked node, and the exit is the interrupted one
+    for one in reports:
+        assert one["command"] == "inspect"
+        assert [n["node"] for n in one["nodes"]] == [fleet.name("clean")]
+        assert one["nodes"][0]["verdict"] == "clean"
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+
+
+def _read_json(stream: Any) -> dict[str, Any]:
+    """One pretty-printed JSON document from a stream of them (each ends with a closing brace
+    alone on its line)."""
+    lines = []
+    for line in stream:
+        lines.append(line)
+        if line == "}\n":
+            break
+    assert lines, "inspect --watch stopped writing"
+    document: dict[str, Any] = json.loads("".join(lines))
+    return document
