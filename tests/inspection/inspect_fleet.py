@@ -118,9 +118,11 @@ def broker(request: pytest.FixtureRequest) -> str:
     return kind
 
 
-def _start(node: Node, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+def _start(
+    node: Node, env: dict[str, str], log: Path, pool: str = "prefork"
+) -> subprocess.Popen[bytes]:
     command = [str(Path(sys.executable).with_name("celery")), "-A", "inspectproj.celery:app",
-               "worker", "-n", node.name, "-Q", node.queue, "-P", "prefork", "-c", "2",
+               "worker", "-n", node.name, "-Q", node.queue, "-P", pool, "-c", "2",
                "-l", "info", "--without-gossip", "--without-mingle"]  # fmt: skip
     if not node.installed:
         env = {**env, "INSPECTPROJ_NO_INSTALL": "1"}
