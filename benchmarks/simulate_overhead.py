@@ -63,6 +63,8 @@ from _common import (
     sweep,
 )
 
+from pooldoctor.simulate.fleet import broker_conf
+
 FIXTURE = ROOT / "fixtures" / "fixed"
 WRAPPER = "mysite.celeryapp:async_task_wrapper"
 MODE = "async-to-sync"
@@ -300,22 +302,6 @@ def failing_tasks(tasks: int) -> int:
 # --- the baseline: plain celery workers --------------------------------------------------------
 
 
-def broker_conf(directory: Path) -> dict[str, Any]:
-    """The broker settings simulate's embedded broker uses (fleet.broker_conf), in ``directory``."""
-    queue = directory / "broker"
-    queue.mkdir()
-    return {
-        "broker_url": "filesystem://",
-        "broker_transport_options": {
-            "data_folder_in": str(queue),
-            "data_folder_out": str(queue),
-            "store_processed": False,
-            "control_folder": str(directory / "broker-control"),
-            "polling_interval": POLL,
-        },
-    }
-
-
 def baseline_worker(
     children: Children, subject: str, kind: str, index: int, tasks: int, workers: int, bench_id: str
 ) -> BaselineWorker:
@@ -329,7 +315,7 @@ def baseline_worker(
     done = directory / "done"
     done.mkdir()
     queue = f"overhead-{bench_id}-{index}"
-    conf = {**broker_conf(directory), "task_default_queue": queue,
+    conf = {**broker_conf("embedded", directory), "task_default_queue": queue,
             "worker_hijack_root_logger": False}  # fmt: skip
     spec = {
         "done": str(done),

@@ -6,16 +6,20 @@ server from the embedded extra. If none can be had the tests fail, saying why.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import psycopg
 import pytest
+from psycopg import sql
 
 # The pytest plugin's tests (tests/plugin) run pytest on a project of their own.
 pytest_plugins = ["pytester"]
@@ -97,3 +101,19 @@ def pooldoctor_backends(database_url: str, *, this_database: bool = False) -> li
             "WHERE application_name LIKE 'pooldoctor:%' AND pid <> pg_backend_pid()" + only_here
         ).fetchall()
     return [r[0] for r in rows]
+
+
+@contextlib.contextmanager
+def scratch_database(database_url: str, prefix: str) -> Iterator[str]:
+    """A database of its own on the server for the duration (its sessions are the test's alone,
+    whatever else runs on the same server); dropped at the end, sessions and all."""
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
+    finally:
+        with psycopg.connect(database_url, autocommit=True) as conn:
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
+            )

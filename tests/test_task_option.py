@@ -11,7 +11,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -20,7 +19,7 @@ from urllib.parse import urlsplit
 
 import psycopg
 import pytest
-from conftest import FIXTURES, PROJECTS, by_subject, check_json, pooldoctor
+from conftest import FIXTURES, PROJECTS, by_subject, check_json, pooldoctor, scratch_database
 
 LEAKY = FIXTURES / "leaky"
 FIXED = FIXTURES / "fixed"
@@ -221,11 +220,7 @@ def _with_password(url: str, password: str) -> tuple[str, str]:
 def migrated_database(database_url: str) -> Iterator[str]:
     """A scratch database on the real server with the fixture's migrations applied (by Django's
     own migrate, run here, not by pooldoctor: pooldoctor never migrates a database of yours)."""
-    name = f"pooldoctor_task_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = urlsplit(database_url)._replace(path=f"/{name}").geturl()
-    try:
+    with scratch_database(database_url, "pooldoctor_task") as url:
         script = (
             "import os, sys; sys.path.insert(0, os.getcwd()); "
             "os.environ['DJANGO_SETTINGS_MODULE'] = 'mysite.settings'; "
@@ -238,9 +233,6 @@ def migrated_database(database_url: str) -> Iterator[str]:
         )
         subprocess.run([sys.executable, "-c", script, url], cwd=FIXED, check=True, timeout=60)
         yield url
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _written(url: str) -> tuple[int, Decimal]:

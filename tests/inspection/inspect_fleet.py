@@ -22,12 +22,11 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import psycopg
 import pytest
 from celery import Celery
-from psycopg import sql
+from conftest import scratch_database
 
 from pooldoctor.celery import COMMAND, node_directory
 
@@ -84,15 +83,8 @@ class Fleet:
 
 @pytest.fixture(scope="session")
 def inspect_database_url(database_url: str) -> Iterator[str]:
-    name = f"pooldoctor_inspect_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))  # fmt: skip
+    with scratch_database(database_url, "pooldoctor_inspect") as url:
+        yield url
 
 
 def _reachable(kind: str, url: str) -> None:

@@ -6,15 +6,12 @@ alone, whatever else runs on the same server.
 
 from __future__ import annotations
 
-import os
 import socket
-import uuid
 from collections.abc import Iterator
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-import psycopg
 import pytest
-from psycopg import sql
+from conftest import scratch_database
 
 from .sim import (
     CELERYPROJ,
@@ -33,15 +30,8 @@ PROJECT_APP = ("--settings", "celeryproj.settings", "--app", "celeryproj.celery:
 
 @pytest.fixture(scope="session")
 def sim_database_url(database_url: str) -> Iterator[str]:
-    name = f"pooldoctor_simulate_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(database_url)._replace(path=f"/{name}"))
-    finally:
-        with psycopg.connect(database_url, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(
-                sql.Identifier(name)))  # fmt: skip
+    with scratch_database(database_url, "pooldoctor_simulate") as url:
+        yield url
 
 
 @pytest.fixture(scope="session")
