@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import re
 import tempfile
@@ -40,6 +41,7 @@ COMMAND = "pooldoctor_census"
 ROOT_NAME = "pooldoctor-inspect"
 _MAX_TASK_ENDS = 1000
 """Task end times the ledger keeps (for its leak sites' timing): a worker runs for months."""
+_log = logging.getLogger(__name__)
 
 
 def snapshot_root() -> Path:
@@ -56,18 +58,18 @@ class Installation:
     """:func:`install`'s state for one Celery app, in one process (a prefork child inherits a
     copy and makes it its own)."""
 
-    def __init__(self, app: Any, alias: str, tracking: bool) -> None:
-        self.app = app
+    def __init__(self, alias: str, tracking: bool) -> None:
         self.alias = alias
         self.tracking = tracking
-        self.ledger = census.Ledger(alias, tracking=tracking)
+        self.ledger = census.Ledger(alias, tracking=tracking, max_task_ends=_MAX_TASK_ENDS)
         self.hostname: str | None = None
         self.main_pid: int | None = None
         self.pool_kind: str | None = None
         self.concurrency: int | None = None
         self.process: WorkerProcess | None = None
         """This process's bookkeeping, once it runs tasks (None in a prefork worker's main)."""
-        self.main = False
+        self.error: str | None = None
+        """Why this process cannot keep its census (its snapshot cannot be written), if so."""
         self.started = 0.0
         self.tasks = 0
         self.failed_tasks = 0
@@ -88,10 +90,13 @@ class Installation:
         self.cwd = os.getcwd()
         self.ledger.install()
         directory = node_directory(self.hostname)
-        directory.mkdir(parents=True, exist_ok=True)
-        for path in directory.glob("*.json"):  # a previous run's, killed before its cleanup
-            if not _alive(_pid_of(path)):
-                path.unlink(missing_ok=True)
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            for path in directory.glob("*.json"):  # a previous run's, killed before its cleanup
+                if not _alive(_pid_of(path)):
+                    path.unlink(missing_ok=True)
+        except OSError as exc:
+            self.cannot_write(directory, exc)
         if not self.forks:
             self.start_process(forked=False)
 
@@ -110,7 +115,6 @@ class Installation:
 
     def start_process(self, *, forked: bool) -> None:
         self.process = WorkerProcess(self.ledger, self.alias, forked=forked)
-        self.main = not forked
         self.started = time.time()
         self.tasks = self.failed_tasks = 0
         self._lock = threading.Lock()  # a fork can copy a held lock
@@ -129,7 +133,6 @@ class Installation:
             self.tasks += 1
             if state == "FAILURE":
                 self.failed_tasks += 1
-        _trim(self.ledger.task_ends)
         if self.forks:
             self.write_snapshot()
         # solo/threads: the command takes a fresh snapshot of this very process instead
@@ -147,7 +150,7 @@ class Installation:
             tasks, failed = self.tasks, self.failed_tasks
         return {
             "pid": os.getpid(),
-            "main": self.main,
+            "main": not self.forks,
             "started": self.started,
             "updated": time.time(),
             "tasks": tasks,
@@ -164,13 +167,23 @@ class Installation:
         }
 
     def write_snapshot(self) -> None:
-        if self.hostname is None:
+        if self.hostname is None or self.error is not None:
             return
         path = node_directory(self.hostname) / f"{os.getpid()}.json"
-        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.stem}.tmp")
-        tmp.write_text(json.dumps(self.snapshot(), sort_keys=True))
-        os.replace(tmp, path)  # the control command never reads half a file
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp.write_text(json.dumps(self.snapshot(), sort_keys=True))
+            os.replace(tmp, path)  # the control command never reads half a file
+        except OSError as exc:
+            self.cannot_write(path.parent, exc)
+
+    def cannot_write(self, directory: Path, exc: OSError) -> None:
+        """Say it once and stop trying: never a traceback per task in the project's worker."""
+        self.error = f"cannot write its census to {directory}: {exc.strerror or exc}"
+        _log.warning(
+            "pooldoctor: this worker process %s; pooldoctor inspect will say so", self.error
+        )
 
     def on_process_shutdown(self) -> None:
         if self.hostname is not None:
@@ -182,6 +195,8 @@ class Installation:
         """The ``pooldoctor_census`` reply: the snapshot files of this node's live processes
         (``live_pids``, when the pool can tell, else every pid still running), plus a fresh
         snapshot of this process when it runs the tasks itself."""
+        if self.error is not None:
+            return {"error": self.error}
         processes: list[dict[str, Any]] = []
         if self.hostname is not None and self.forks:
             for path in sorted(node_directory(self.hostname).glob("*.json")):
@@ -220,22 +235,8 @@ def install(app: Any, *, alias: str = "default", tracking: bool = True) -> None:
     without it only counts are kept. Calling it again for the same app changes nothing."""
     if id(app) in _INSTALLED:
         return
-    _INSTALLED[id(app)] = Installation(app, alias, tracking)
+    _INSTALLED[id(app)] = Installation(alias, tracking)
     _connect_signals()
-    _register_command()
-
-
-def installation(app: Any = None) -> Installation | None:
-    """The running worker's installation (or ``app``'s), for building a reply in-process."""
-    if app is None:
-        return _ACTIVE
-    return _INSTALLED.get(id(app))
-
-
-def reply(app: Any = None) -> dict[str, Any] | None:
-    """The ``pooldoctor_census`` reply this process would send, or None if not installed."""
-    found = installation(app)
-    return None if found is None else found.reply()
 
 
 def pool_kind(pool_cls: Any) -> str:
@@ -271,6 +272,9 @@ def _on_worker_init(sender: Any = None, **kwargs: Any) -> None:
     if found is None:
         return
     _ACTIVE = found
+    # Registered here, not at install(): a web process importing the Celery module never loads
+    # celery.worker; the pidbox that dispatches it starts after worker_init.
+    _register_command()
     found.on_worker_init(sender)
     from celery import signals
 
@@ -350,11 +354,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True  # someone else's: alive, not ours to judge
     return True
-
-
-def _trim(task_ends: dict[str, float]) -> None:
-    """Keep the latest task end times only: a dict keeps insertion order, oldest first."""
-    excess = len(task_ends) - _MAX_TASK_ENDS
-    if excess > 0:
-        for label in list(task_ends)[:excess]:
-            task_ends.pop(label, None)

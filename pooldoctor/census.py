@@ -64,8 +64,17 @@ class Ledger:
     be traced to the project's line (:meth:`leak_sites`); without it only the counts are kept.
     """
 
-    def __init__(self, alias: str, *, tracking: bool = True, unit: str = "task") -> None:
+    def __init__(
+        self,
+        alias: str,
+        *,
+        tracking: bool = True,
+        unit: str = "task",
+        max_task_ends: int | None = None,
+    ) -> None:
         self.alias = alias
+        self.max_task_ends = max_task_ends
+        """How many task end times to keep (the latest): a production worker runs for months."""
         self.tracking = tracking
         self.unit = unit
         """What the labels name: a task, or a test under the pytest plugin."""
@@ -99,6 +108,8 @@ class Ledger:
 
     def task_finished(self, label: str, token: contextvars.Token[str | None] | None = None) -> None:
         self.task_ends[label] = time.monotonic()
+        if self.max_task_ends is not None and len(self.task_ends) > self.max_task_ends:
+            del self.task_ends[next(iter(self.task_ends))]  # the oldest: dicts keep order
         if token is not None:
             CURRENT_TASK.reset(token)
 

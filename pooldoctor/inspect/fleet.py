@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pooldoctor import project
+from pooldoctor.celery import COMMAND
 from pooldoctor.errors import MissingExtraError, PooldoctorError
 
-COMMAND = "pooldoctor_census"
 CONNECT_TIMEOUT = 3.0
 # Beyond --timeout: a broadcast publishes before it waits, and a slow publish must not hang us.
 GRACE = 1.0

@@ -13,7 +13,7 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pooldoctor.inspect.fleet import COMMAND
+from pooldoctor.celery import COMMAND
 from pooldoctor.inspect.model import (
     InspectReport,
     NodeResult,
@@ -31,7 +31,9 @@ from pooldoctor.verdict import worst
 # Connections opened per task above which the pool is being rebuilt rather than reused.
 CHURN_PER_TASK = 0.5
 IN_TRANSACTION = ("intrans", "inerror")
-_MISSING_COMMAND = (COMMAND, "KeyError", "No such", "unknown")
+# What Celery (kombu's pidbox) answers for a command the worker does not know: the KeyError of
+# its handler lookup. Any other error is the census failing, not pooldoctor missing.
+_MISSING_COMMAND = repr(KeyError(COMMAND))
 
 
 def judge(
@@ -101,13 +103,20 @@ def judge_node(
         )  # fmt: skip
     if "processes" not in reply:
         error = str(reply.get("error", reply))
-        if any(word in error for word in _MISSING_COMMAND):
+        if error == _MISSING_COMMAND:
             return NodeResult(
                 name, NodeStatus.NOT_INSTALLED, Verdict.ERROR,
                 "answered without pooldoctor: pooldoctor.celery.install(app) is not in its "
                 "Celery module",
             )  # fmt: skip
         return NodeResult(name, NodeStatus.FAILED, Verdict.ERROR, f"the census failed: {error}")
+    if not reply["processes"]:
+        # Every process that runs tasks reports (a prefork child as it starts): none means the
+        # worker could not keep its census, never that it is clean.
+        return NodeResult(
+            name, NodeStatus.FAILED, Verdict.ERROR,
+            "answered, but no worker process reported a census (see the worker's log)",
+        )  # fmt: skip
     processes = tuple(
         judge_process(name, p, sessions, server_available, received_at)
         for p in sorted(reply["processes"], key=lambda p: (not p.get("main"), p["pid"]))

@@ -117,6 +117,23 @@ def test_census_that_raised_is_failed() -> None:
     assert report.nodes[0].summary == "the census failed: RuntimeError('disk full')"
 
 
+def test_a_key_error_inside_the_census_is_a_failure_not_a_missing_install() -> None:
+    # Only the KeyError of Celery's handler lookup for pooldoctor's command means "not installed"
+    report = inspect({"odd@host6": {"error": "KeyError('lost')"}})
+    assert report.nodes[0].status is NodeStatus.FAILED
+    assert report.nodes[0].summary == "the census failed: KeyError('lost')"
+
+
+def test_a_node_whose_processes_reported_nothing_is_not_clean() -> None:
+    # GIVEN a worker that answers, but none of its processes could keep a census
+    report = inspect({"mute@host7": reply("mute@host7")})
+    # THEN it is an error, never a clean node by default
+    [node] = report.nodes
+    assert (node.status, node.verdict) == (NodeStatus.FAILED, Verdict.ERROR)
+    assert node.summary.startswith("answered, but no worker process reported a census")
+    assert report.verdict is Verdict.ERROR
+
+
 def test_nobody_answered() -> None:
     report = inspect({}, pinged=())
     assert report.nodes == ()
