@@ -408,8 +408,6 @@ def simulate(**kwargs: Any) -> int:
     settings = kwargs["settings"]
     if not settings:
         raise UsageError("no settings module", "pass --settings or set DJANGO_SETTINGS_MODULE")
-    if kwargs["fmt"] not in (None, "text", "json", "junit", "github"):
-        raise UsageError(f"--format {kwargs['fmt']} is not available for simulate")
     cwd = os.getcwd()
     pool = "prefork" if kwargs["prefork"] else kwargs["worker_pool"]
     options = SimulateOptions(

@@ -340,3 +340,13 @@ def leak_site_from_dict(data: Mapping[str, Any]) -> LeakSite:
             for entry in data.get("stack", ())
         ),
     )
+
+
+def finding_from_dict(data: Mapping[str, Any]) -> Finding:
+    return Finding(
+        code=data["code"],
+        severity=Severity(data["severity"]),
+        message=data["message"],
+        fix=data["fix"],
+        subject=data.get("subject"),
+    )

@@ -22,13 +22,13 @@ from pooldoctor.errors import UsageError
 from pooldoctor.inspect.model import InspectReport
 from pooldoctor.model import (
     DatabaseInfo,
-    Finding,
     Report,
     Severity,
     StopReason,
     SubjectResult,
     SubjectRun,
     Verdict,
+    finding_from_dict,
     leak_site_from_dict,
     task_census_from_dict,
 )
@@ -228,16 +228,6 @@ def database_from_dict(data: Mapping[str, Any]) -> DatabaseInfo:
         source=data["source"],
         health_checks=data.get("health_checks", False),
         reserved_connections=data.get("reserved_connections", 3),
-    )
-
-
-def finding_from_dict(data: Mapping[str, Any]) -> Finding:
-    return Finding(
-        code=data["code"],
-        severity=Severity(data["severity"]),
-        message=data["message"],
-        fix=data["fix"],
-        subject=data.get("subject"),
     )
 
 

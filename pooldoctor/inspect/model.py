@@ -8,7 +8,14 @@ import enum
 from collections.abc import Mapping
 from typing import Any
 
-from pooldoctor.model import Finding, LeakSite, PoolStats, Severity, Verdict, leak_site_from_dict
+from pooldoctor.model import (
+    Finding,
+    LeakSite,
+    PoolStats,
+    Verdict,
+    finding_from_dict,
+    leak_site_from_dict,
+)
 
 
 class NodeStatus(enum.StrEnum):
@@ -158,16 +165,7 @@ def report_from_dict(data: Mapping[str, Any]) -> InspectReport:
                 SessionGroup(**{**g, "pids": tuple(g["pids"])}) for g in server["unmatched"]
             ),
         ),
-        findings=tuple(
-            Finding(
-                code=f["code"],
-                severity=Severity(f["severity"]),
-                message=f["message"],
-                fix=f["fix"],
-                subject=f.get("subject"),
-            )
-            for f in data["findings"]
-        ),
+        findings=tuple(finding_from_dict(f) for f in data["findings"]),
         seconds=data["seconds"],
     )
 
