@@ -19,6 +19,7 @@ counted as lost too, so the numbers are the same before and after a collection.
 
 from __future__ import annotations
 
+import collections
 import contextvars
 import dataclasses
 import gc
@@ -78,7 +79,9 @@ class Ledger:
         self.tracking = tracking
         self.unit = unit
         """What the labels name: a task, or a test under the pytest plugin."""
-        self.lost_dead = 0
+        self._lost_dead = 0
+        self._closed_dead = 0
+        """Connection objects that died closed (without a pool: closed, i.e. given back)."""
         self.opened = 0
         """Connection objects first seen in this process: new server sessions (churn)."""
         self.checkouts = 0
@@ -88,8 +91,13 @@ class Ledger:
         self._losses: list[Loss] = []
         self._tracked: dict[int, _Tracked] = {}
         self._threads = ThreadRegistry()
-        self._hooked_pools: set[int] = set()
-        self._lock = threading.Lock()
+        # Weak: Django closes and recreates pools (settings changes in tests), and a new pool may
+        # reuse a dead one's id().
+        self._hooked_pools: weakref.WeakSet[Any] = weakref.WeakSet()
+        # A finalizer can run inside any allocation, on the thread that holds the lock: it only
+        # queues the death here, and readers take the queue in under the (reentrant) lock.
+        self._deaths: collections.deque[tuple[int, _Tracked | None, bool]] = collections.deque()
+        self._lock = threading.RLock()
 
     def install(self) -> None:
         from django.db.backends.signals import connection_created
@@ -140,8 +148,8 @@ class Ledger:
             )
             if not known:
                 self.opened += 1
-            if pool is not None and id(pool) not in self._hooked_pools:
-                self._hooked_pools.add(id(pool))
+            if pool is not None and pool not in self._hooked_pools:
+                self._hooked_pools.add(pool)
                 self._hook_returns(pool)
         if not known:
             # The finalizer holds the pgconn, not the connection: the connection can still die,
@@ -189,12 +197,28 @@ class Ledger:
         return adopted
 
     def _on_death(self, key: int, pgconn: Any) -> None:
-        with self._lock:
-            entry = self._tracked.pop(key, None)
-            if pgconn.status == _CONNECTION_OK:
-                self.lost_dead += 1
+        # Called by the garbage collector: no lock (it may be held by this very thread).
+        self._deaths.append((key, self._tracked.get(key), pgconn.status == _CONNECTION_OK))
+
+    def _drain(self) -> None:
+        """Take the queued deaths in; call with the lock held."""
+        while self._deaths:
+            key, entry, still_open = self._deaths.popleft()
+            if entry is not None and self._tracked.get(key) is entry:
+                del self._tracked[key]
+            if still_open:
+                self._lost_dead += 1
                 if entry is not None:
                     self._losses.append(Loss(entry.checkout, Cause.COLLECTED))
+            else:
+                self._closed_dead += 1
+
+    @property
+    def lost_dead(self) -> int:
+        """Connections that died while checked out (or open, without a pool)."""
+        with self._lock:
+            self._drain()
+            return self._lost_dead
 
     def snapshot(self, pool: Any) -> tuple[list[ThreadConnection], int, int]:
         """The live connections, how many are lost so far, and how many are held."""
@@ -213,6 +237,7 @@ class Ledger:
         rows: list[ThreadConnection] = []
         losses: list[Loss] = []
         with self._lock:
+            self._drain()
             entries = list(self._tracked.values())
         for entry in entries:
             raw = entry.ref()
@@ -245,6 +270,7 @@ class Ledger:
         "thread blocked in async_to_sync" when that one came through ``async_to_sync``.)"""
         _, live = self._live(pool, ignore_held_by)
         with self._lock:
+            self._drain()
             dead = list(self._losses)
         losses = [loss for loss in dead + live if task is None or loss.checkout.task == task]
         return leak_sites(losses, self.task_ends, cwd, self.unit)
@@ -253,9 +279,8 @@ class Ledger:
         """Checkouts given back: returns to the pool, or, without one, connections closed."""
         if pool is not None:
             return self.returns
-        rows, _ = self._live(pool)
-        lost = self.lost_dead + sum(1 for row in rows if row.open)
-        return max(0, self.checkouts - lost)
+        rows, _ = self._live(pool)  # (takes the queued deaths in)
+        return self._closed_dead + sum(1 for row in rows if not row.open)
 
     def close_all(self) -> None:
         """Close every connection still alive (at the end of a subject process)."""
@@ -291,6 +316,14 @@ def _describe(raw: Any, entry: _Tracked, pool: Any, now: float) -> ThreadConnect
         backend_pid=pgconn.backend_pid if is_open else None,
         opened_in_pid=entry.opened_in_pid,
     )
+
+
+def django_pool(alias: str) -> Any:
+    """The psycopg pool Django keeps for ``alias`` in this process, or None (no pool yet, or no
+    pooling). Never opens a connection."""
+    from django.db import connections
+
+    return getattr(type(connections[alias]), "_connection_pools", {}).get(alias)
 
 
 def pool_stats(pool: Any) -> PoolStats | None:

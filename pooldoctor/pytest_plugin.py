@@ -276,7 +276,7 @@ class Doctor:
         ledger = self._ledgers[alias]
         if collect:
             census.collect_garbage()
-        pool = _pool(alias)
+        pool = census.django_pool(alias)
         sites = ledger.leak_sites(
             pool, self.cwd, task=nodeid, ignore_held_by=threading.current_thread()
         )
@@ -408,12 +408,6 @@ def _held(row: ThreadConnection) -> str:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
-def _pool(alias: str) -> Any:
-    from django.db import connections
-
-    return getattr(type(connections[alias]), "_connection_pools", {}).get(alias)
 
 
 # -- entry points ----------------------------------------------------------------------------------

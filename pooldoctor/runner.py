@@ -116,10 +116,7 @@ class Subject:
         return bool(settings.DATABASES[self.alias].get("OPTIONS", {}).get("pool"))
 
     def pool(self) -> Any:
-        from django.db import connections
-
-        pools = getattr(type(connections[self.alias]), "_connection_pools", {})
-        return pools.get(self.alias)
+        return census.django_pool(self.alias)
 
     def take_census(
         self, index: int, kind: str, outcome: BaseException | None, seconds: float
@@ -143,8 +140,8 @@ class Subject:
         )
 
     def send_forensics(self, channel: Channel) -> None:
-        """Where the connections lost or held so far were checked out."""
-        census.collect_garbage()
+        """Where the connections lost or held so far were checked out (sent right after a census,
+        which has just collected the garbage)."""
         pool = self.pool()
         sites = self.ledger.leak_sites(pool, self.project.cwd)
         channel.send(

@@ -17,14 +17,6 @@ from typing import Any
 from pooldoctor import census
 
 
-def django_pool(alias: str) -> Any:
-    """The psycopg pool Django keeps for ``alias`` in this process, or None (no pool yet, or no
-    pooling). Never opens a connection."""
-    from django.db import connections
-
-    return getattr(type(connections[alias]), "_connection_pools", {}).get(alias)
-
-
 def task_label(name: str, task_id: str) -> str:
     """How the ledger names a task: ``name[first 8 characters of the id]``."""
     return f"{name}[{task_id[:8]}]"

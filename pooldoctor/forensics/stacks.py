@@ -163,11 +163,8 @@ def _is_call(frame: FrameType, task_context: Any) -> bool:
 
 
 def _find_call(frames: list[FrameType], task_context: Any) -> int | None:
-    for i, frame in enumerate(frames):
-        # The name first: reading a frame's f_locals builds a dict.
-        if frame.f_code.co_name == "__call__" and _is_call(frame, task_context):
-            return i
-    return None
+    # (_is_call tests the name first: reading a frame's f_locals builds a dict)
+    return next((i for i, frame in enumerate(frames) if _is_call(frame, task_context)), None)
 
 
 def _executor(call: FrameType) -> str | None:

@@ -25,12 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from pooldoctor import census, project
+from pooldoctor.census import django_pool
 from pooldoctor.model import to_dict
 from pooldoctor.probes import get_mode
 from pooldoctor.probes.task import ECHOES, ProbeFailure, make_probe_task
 from pooldoctor.runner import EXHAUSTION_GRACE, WATCH_INTERVAL
 from pooldoctor.subjects import decorate, is_celery_task, load_wrapper
-from pooldoctor.worker_process import WorkerProcess, django_pool
+from pooldoctor.worker_process import WorkerProcess
 
 SPEC: dict[str, Any] = json.loads(Path(os.environ["POOLDOCTOR_SIMULATE"]).read_text())
 RECORDS = Path(SPEC["dir"]) / "records"
