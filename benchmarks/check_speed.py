@@ -81,10 +81,10 @@ def naive_subject(spec: dict[str, Any], out: IO[str]) -> None:
     no cleanup at exit. It reuses pooldoctor's loading helpers and probe task so that the work is
     the same as in ``pooldoctor check``; only the measuring is left out.
     """
-    from pooldoctor import project
-    from pooldoctor.probes import get_mode
-    from pooldoctor.probes.task import ProbeFailure, make_probe_task, schedule
-    from pooldoctor.subjects import apply_wrapper, load_wrapper
+    from pooldoctor.core import project
+    from pooldoctor.core.probes import get_mode
+    from pooldoctor.core.probes.task import ProbeFailure, make_probe_task, schedule
+    from pooldoctor.core.subjects import apply_wrapper, load_wrapper
 
     def send(event: str, **payload: Any) -> None:
         out.write(json.dumps({"event": event, **payload}) + "\n")
@@ -293,7 +293,7 @@ def run_pooldoctor(children: Children, database: str, jobs: int) -> CheckRun:
 
 
 def subjects_to_run() -> list[dict[str, str]]:
-    from pooldoctor.probes import all_modes
+    from pooldoctor.core.probes import all_modes
 
     modes = [{"kind": "mode", "name": m.name} for m in all_modes()]
     return modes + [{"kind": "wrapper", "name": w} for w in WRAPPERS]
@@ -306,7 +306,7 @@ def run_baseline(
     cap: float | None,
     bench_id: str,
 ) -> BaselineRun:
-    from pooldoctor.project import parse_database_url
+    from pooldoctor.core.project import parse_database_url
 
     override = parse_database_url(database)
     started = time.perf_counter()
@@ -414,7 +414,7 @@ def summarize(
         for name, row in rows.items():
             if name != "baseline":
                 row["baseline_ratio"] = round(rows["baseline"]["median"] / row["median"], 1)
-    from pooldoctor.project import mask_url
+    from pooldoctor.core.project import mask_url
 
     return {
         "environment": env,

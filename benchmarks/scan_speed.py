@@ -22,7 +22,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from pooldoctor.scan.run import run_scan, select_checks
+from pooldoctor.commands.scan import run_scan, select_checks
 
 MODULES = {
     "models.py": """\

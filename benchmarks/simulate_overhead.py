@@ -63,7 +63,7 @@ from _common import (
     sweep,
 )
 
-from pooldoctor.simulate.fleet import broker_conf
+from pooldoctor.hosts.celery.fleet import broker_conf
 
 FIXTURE = ROOT / "fixtures" / "fixed"
 WRAPPER = "mysite.celeryapp:async_task_wrapper"
@@ -123,10 +123,10 @@ import django  # noqa: E402
 
 django.setup()
 
-from pooldoctor.probes.task import make_probe_task  # noqa: E402
+from pooldoctor.core.probes.task import make_probe_task  # noqa: E402
 
 if SPEC["kind"] == "mode":
-    from pooldoctor.probes import get_mode
+    from pooldoctor.core.probes import get_mode
 
     mode = get_mode(SPEC["subject"])
     run = mode.wrap(make_probe_task(SPEC["alias"], thread_sensitive=mode.thread_sensitive))
@@ -294,7 +294,7 @@ def run_simulate(children: Children, tasks: int, workers: int) -> SimulateRun:
 
 
 def failing_tasks(tasks: int) -> int:
-    from pooldoctor.probes.task import OK, schedule
+    from pooldoctor.core.probes.task import OK, schedule
 
     return sum(kind != OK for kind in schedule(tasks))
 
@@ -308,7 +308,7 @@ def baseline_worker(
     """One plain worker for one subject: queue the tasks, start it, wait for every marker, stop."""
     from celery import Celery
 
-    from pooldoctor.probes.task import schedule
+    from pooldoctor.core.probes.task import schedule
 
     started = time.perf_counter()
     directory = Path(tempfile.mkdtemp(prefix="simulate-overhead-"))

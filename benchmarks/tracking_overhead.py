@@ -16,7 +16,7 @@ Two levels, each with tracking on and off, interleaved so that drift on the mach
   ledger is installed throughout, its tracking switched on and off between blocks of ``--tasks``
   tasks (``--rounds`` pairs); reported: the time per task each way, the paired difference, and the
   time spent in the ledger's ``connection_created`` handler per checkout. Then
-  ``pooldoctor.forensics.stacks.capture()`` alone, from plain sync code, from inside
+  ``pooldoctor.core.forensics.stacks.capture()`` alone, from plain sync code, from inside
   ``sync_to_async`` under ``async_to_sync``, and from inside ``sync_to_async`` in a
   ``ThreadSensitiveContext`` under ``asyncio.run`` (the recipe's way), each also under
   ``--depth`` extra frames, as in a Celery worker.
@@ -278,7 +278,7 @@ class TimedLedger:
     replaced)."""
 
     def __init__(self) -> None:
-        from pooldoctor import census
+        from pooldoctor.core import census
 
         self.ledger = census.Ledger(ALIAS, tracking=True)
         self.handler_ns: list[int] = []
@@ -296,7 +296,7 @@ class TimedLedger:
         """``tasks`` tasks: ms per task, the handler's time per checkout (ns), checkouts seen."""
         from asgiref.sync import async_to_sync
 
-        from pooldoctor.probes.task import catalog_model
+        from pooldoctor.core.probes.task import catalog_model
 
         model = catalog_model(ALIAS)
         run = async_to_sync(bench_task)
@@ -322,7 +322,7 @@ def deep(depth: int, func: Callable[[], Any]) -> Any:
 def time_captures(count: int) -> tuple[float, int, list[str]]:
     """µs per ``capture()`` from here (the best of 5 runs of ``count``), the stack's length, and
     its function names."""
-    from pooldoctor.forensics.stacks import capture
+    from pooldoctor.core.forensics.stacks import capture
 
     captured = capture()
     best = float("inf")

@@ -21,19 +21,21 @@ from typing import Any
 import click
 from rich.console import Console
 
-from pooldoctor import __version__, saved, verdict
-from pooldoctor.check import CheckOptions, run_check, subject_count
+from pooldoctor import __version__
+from pooldoctor.commands import report as saved
+from pooldoctor.commands.check import CheckOptions, run_check, subject_count
+from pooldoctor.commands.scan import run_scan, select_checks
+from pooldoctor.core import verdict
+from pooldoctor.core.model import Report, SubjectRun
+from pooldoctor.core.probes import all_modes
+from pooldoctor.core.project_tasks import parse_arguments
+from pooldoctor.core.subjects import Subject
 from pooldoctor.errors import ExitCode, PooldoctorError, UsageError
-from pooldoctor.isolation import Progress
-from pooldoctor.model import Report, SubjectRun
-from pooldoctor.probes import all_modes
-from pooldoctor.project_tasks import parse_arguments
+from pooldoctor.hosts.celery.fleet import FleetOptions
+from pooldoctor.hosts.inprocess.isolation import Progress
 from pooldoctor.reporters import Format, infer_format, render
-from pooldoctor.scan.report import ScanFormat
-from pooldoctor.scan.report import render as render_scan
-from pooldoctor.scan.run import run_scan, select_checks
-from pooldoctor.simulate.fleet import FleetOptions
-from pooldoctor.subjects import Subject
+from pooldoctor.reporters.scan import ScanFormat
+from pooldoctor.reporters.scan import render as render_scan
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 nothing reached --fail-on; 1 a project wrapper or task reached --fail-on; "
@@ -401,9 +403,9 @@ def simulate(**kwargs: Any) -> int:
     """Start real Celery workers on the project's own app, feed them probe tasks, and report per
     worker process what happened to the pool: inherited connections, crossed replies, lost and
     pinned connections, churn, errors. Runs the project's Celery configuration for real."""
-    from pooldoctor.simulate.report import fails as fleet_fails
-    from pooldoctor.simulate.report import render as render_simulation
-    from pooldoctor.simulate.run import SimulateOptions, run_simulate
+    from pooldoctor.commands.simulate import SimulateOptions, run_simulate
+    from pooldoctor.reporters.simulate import fails as fleet_fails
+    from pooldoctor.reporters.simulate import render as render_simulation
 
     settings = kwargs["settings"]
     if not settings:
@@ -504,10 +506,10 @@ def inspect(**kwargs: Any) -> int:
     slots, pinned connections with their holder threads and age, churn, inherited connections;
     and match them to the server's pg_stat_activity. Read-only: nothing is opened, closed or
     reset in the workers, and the one server session pooldoctor opens is read-only."""
-    from pooldoctor.inspect.fleet import parse_destination
-    from pooldoctor.inspect.report import fails as inspect_fails
-    from pooldoctor.inspect.report import render as render_inspect
-    from pooldoctor.inspect.run import InspectOptions, inspect_once, load
+    from pooldoctor.commands.inspect import InspectOptions, inspect_once, load
+    from pooldoctor.hosts.celery.control import parse_destination
+    from pooldoctor.reporters.inspect import fails as inspect_fails
+    from pooldoctor.reporters.inspect import render as render_inspect
 
     options = InspectOptions(
         app=kwargs["app"],
@@ -536,8 +538,8 @@ def inspect(**kwargs: Any) -> int:
 def _watch(ask: Any, interval: float, fmt: str, output: str | None, fail_on: str) -> None:
     """Until Ctrl-C (which main() turns into exit 130): a live table on a terminal, else one
     report per interval."""
-    from pooldoctor.inspect.report import render as render_inspect
-    from pooldoctor.inspect.watch import watch
+    from pooldoctor.commands.watch import watch
+    from pooldoctor.reporters.inspect import render as render_inspect
 
     def emit(report: Any) -> None:
         _write_report(render_inspect(report, fmt, fail_on), output)

@@ -2,7 +2,7 @@
 threads.
 
 Off until asked for (``pytest --pooldoctor``, or ``pooldoctor = true`` in the pytest ini); off, it
-imports nothing of Django and connects no signal. On, a :class:`~pooldoctor.census.Ledger` per
+imports nothing of Django and connects no signal. On, a :class:`~pooldoctor.core.census.Ledger` per
 PostgreSQL alias in ``settings.DATABASES`` records every checkout from the first test on (by then
 pytest-django, or the project's conftest, has set Django up). Each test's call runs under its node
 id; after it, the checkouts made under that label are examined, and a passed test fails when one
@@ -31,13 +31,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import pytest
 
-from pooldoctor.model import LeakKind, LeakSite, PoolStats, ThreadConnection
+from pooldoctor.core.model import LeakKind, LeakSite, PoolStats, ThreadConnection
 
 if TYPE_CHECKING:  # imported when first needed: a plugin that is off must cost nothing
     from _pytest._code.code import TerminalRepr
     from _pytest._io import TerminalWriter
 
-    from pooldoctor.census import Ledger
+    from pooldoctor.core.census import Ledger
 
 MARKER = "pooldoctor"
 FIXTURE = "pooldoctor_census"
@@ -270,7 +270,7 @@ class Doctor:
         dead threads left in reference cycles: their connections' sockets close, and the sites
         say "garbage-collected". The counts are the same either way (the ledger counts a live
         connection of a dead thread as lost), so collecting can wait until there is a finding."""
-        from pooldoctor import census
+        from pooldoctor.core import census
 
         assert self._ledgers is not None
         ledger = self._ledgers[alias]
@@ -349,7 +349,7 @@ class Doctor:
             )
         from django.db import connections
 
-        from pooldoctor.census import Ledger
+        from pooldoctor.core.census import Ledger
 
         ledgers = {}
         for alias in connections:

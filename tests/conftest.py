@@ -50,7 +50,7 @@ def database_url() -> Iterator[str]:
     if _reachable(LOCAL) is None:
         yield LOCAL
         return
-    from pooldoctor.embedded import ephemeral_postgres
+    from pooldoctor.core.embedded import ephemeral_postgres
 
     try:
         with ephemeral_postgres() as settings:

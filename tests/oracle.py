@@ -17,9 +17,9 @@ import sys
 
 from psycopg_pool import PoolTimeout
 
-from pooldoctor.probes import get_mode
-from pooldoctor.probes.task import make_probe_task, schedule
-from pooldoctor.subjects import apply_wrapper, load_wrapper
+from pooldoctor.core.probes import get_mode
+from pooldoctor.core.probes.task import make_probe_task, schedule
+from pooldoctor.core.subjects import apply_wrapper, load_wrapper
 
 APP = f"pooldoctor-oracle-{os.getpid()}"
 
@@ -31,7 +31,7 @@ def main() -> None:
 
     entry = settings.DATABASES["default"]
     if os.environ.get("DATABASE_URL"):
-        from pooldoctor.project import parse_database_url
+        from pooldoctor.core.project import parse_database_url
 
         entry.update(parse_database_url(os.environ["DATABASE_URL"]))
     entry["OPTIONS"]["application_name"] = APP

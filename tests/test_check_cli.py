@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, PROJECTS, by_subject, check_json, pooldoctor
 
-from pooldoctor.probes import all_modes
+from pooldoctor.core.probes import all_modes
 
 LEAKY = FIXTURES / "leaky"
 FIXED = FIXTURES / "fixed"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES
 
-from pooldoctor.embedded import ephemeral_postgres
+from pooldoctor.core.embedded import ephemeral_postgres
 from pooldoctor.errors import ExitCode, MissingExtraError
 
 

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
-from pooldoctor import findings
-from pooldoctor.findings import audit_config, measured, pool_settings
-from pooldoctor.model import (
+from pooldoctor.core import findings
+from pooldoctor.core.findings import audit_config, measured, pool_settings
+from pooldoctor.core.model import (
     Finding,
     PoolStats,
     Severity,
@@ -20,7 +20,7 @@ from pooldoctor.model import (
     ThreadConnection,
     Verdict,
 )
-from pooldoctor.verdict import symptoms_of
+from pooldoctor.core.verdict import symptoms_of
 
 FIX_SUBJECT = "async_to_sync"
 

@@ -1,7 +1,8 @@
 """Leak sites end to end: the real CLI, the real PostgreSQL, the fixture projects.
 
 A leak site must point at the line that checked the connection out: for the probe task that is
-the first async ORM call in ``pooldoctor/probes/task.py``, found here by reading the file, so the
+the first async ORM call in ``pooldoctor/core/probes/task.py``, found here by reading the file,
+so the
 test does not depend on line numbers.
 """
 
@@ -13,11 +14,11 @@ from typing import Any
 import pytest
 from conftest import FIXTURES, by_subject, check_json, pooldoctor
 
-from pooldoctor.probes import task as probe_module
+from pooldoctor.core.probes import task as probe_module
 
 LEAKY = FIXTURES / "leaky"
 RECIPE = "mysite.celeryapp:async_task_wrapper"
-PROBE_FILE = "pooldoctor/probes/task.py"
+PROBE_FILE = "pooldoctor/core/probes/task.py"
 # The recipe wrapper, a mode that pins and a mode that is clean, in one run.
 SUBJECTS = (
     "--settings",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from types import SimpleNamespace
 
-from pooldoctor.census import Ledger
+from pooldoctor.core.census import Ledger
 
 OPEN = 0  # libpq's CONNECTION_OK
 

@@ -14,8 +14,8 @@ import pytest
 from conftest import FIXTURES, pooldoctor
 from reporters.conftest import build_simulate_report
 
-from pooldoctor import saved
-from pooldoctor.simulate.report import as_json as simulation_json
+from pooldoctor.commands import report as saved
+from pooldoctor.reporters.simulate import as_json as simulation_json
 
 LEAKY = FIXTURES / "leaky"
 RECIPE = "mysite.celeryapp:async_task_wrapper"

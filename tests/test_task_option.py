@@ -225,7 +225,7 @@ def migrated_database(database_url: str) -> Iterator[str]:
             "import os, sys; sys.path.insert(0, os.getcwd()); "
             "os.environ['DJANGO_SETTINGS_MODULE'] = 'mysite.settings'; "
             "from django.conf import settings; "
-            "from pooldoctor.project import parse_database_url; "
+            "from pooldoctor.core.project import parse_database_url; "
             "settings.DATABASES['default'].update(parse_database_url(sys.argv[1])); "
             "import django; django.setup(); "
             "from django.core.management import call_command; "

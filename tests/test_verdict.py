@@ -11,7 +11,7 @@ import itertools
 
 import pytest
 
-from pooldoctor.model import (
+from pooldoctor.core.model import (
     PoolStats,
     StopReason,
     SubjectRun,
@@ -19,7 +19,7 @@ from pooldoctor.model import (
     ThreadConnection,
     Verdict,
 )
-from pooldoctor.verdict import (
+from pooldoctor.core.verdict import (
     completed,
     fails,
     judge,

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, PROJECTS, by_subject, check_json
 
-from pooldoctor.probes import all_modes
+from pooldoctor.core.probes import all_modes
 
 ORACLE = PROJECTS.parent / "oracle.py"
 sys.path.insert(0, str(PROJECTS.parent))

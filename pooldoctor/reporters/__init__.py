@@ -1,4 +1,5 @@
-"""Reporters: every output format renders the same :class:`~pooldoctor.model.Report` to a string.
+"""Reporters: every output format renders the same
+:class:`~pooldoctor.core.model.Report` to a string.
 
 Each module exposes ``render(report) -> str`` and computes nothing: verdicts, summaries and
 findings are decided before a reporter sees them, so all formats always agree.
@@ -9,7 +10,7 @@ from __future__ import annotations
 import enum
 from pathlib import PurePath
 
-from pooldoctor.model import Report
+from pooldoctor.core.model import Report
 from pooldoctor.reporters import console, github, json, junit
 
 

@@ -16,7 +16,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 
-from pooldoctor.model import (
+from pooldoctor.core.model import (
     DatabaseInfo,
     Report,
     SubjectResult,

@@ -22,8 +22,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from pooldoctor.forensics.stacks import STAND_INS
-from pooldoctor.model import (
+from pooldoctor.core.forensics.stacks import STAND_INS
+from pooldoctor.core.model import (
     PROJECT_KINDS,
     Finding,
     LeakKind,
@@ -33,12 +33,12 @@ from pooldoctor.model import (
     SubjectResult,
     Verdict,
 )
+from pooldoctor.core.verdict import fails
 from pooldoctor.reporters.sites import site_lines
-from pooldoctor.verdict import fails
 
 if TYPE_CHECKING:
-    from pooldoctor.simulate.judge import FleetResult
-    from pooldoctor.simulate.run import SimulateReport
+    from pooldoctor.commands.simulate import SimulateReport
+    from pooldoctor.core.verdict.fleet import FleetResult
 
 LEVELS = {Severity.INFO: "notice", Severity.WARNING: "warning", Severity.ERROR: "error"}
 FAIL_ON = ("leak", "pinned", "never")
@@ -100,7 +100,7 @@ def render(report: Report, fail_on: str = "leak") -> str:
 def render_simulation(report: SimulateReport, fail_on: str = "leak") -> str:
     """The simulation report as workflow commands: one annotation per fleet with a bad verdict
     (crossed replies and inherited pools have no site), and one per leak site of a worker."""
-    from pooldoctor.simulate.report import fails as fleet_fails
+    from pooldoctor.reporters.simulate import fails as fleet_fails
 
     _check_fail_on(fail_on)
     title = f"pooldoctor simulate: {report.verdict}"

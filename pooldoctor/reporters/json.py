@@ -4,7 +4,8 @@ Keys are sorted and the layout is fixed, so identical input gives byte-identical
 between two runs shows only what changed; the only fields that vary between otherwise identical
 runs are timings (``seconds`` and ``held_seconds``). Bump ``SCHEMA`` when a key changes meaning or
 disappears; adding keys does not need a bump. Every field of the report is here, so
-:mod:`pooldoctor.saved` loads it back and ``pooldoctor report`` renders any format from it.
+:mod:`pooldoctor.commands.report` loads it back and ``pooldoctor report`` renders any format
+from it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import json
 from typing import Any
 
 from pooldoctor import __version__
-from pooldoctor.model import DatabaseInfo, Finding, Report, SubjectResult, to_dict
+from pooldoctor.core.model import DatabaseInfo, Finding, Report, SubjectResult, to_dict
 
 SCHEMA = 1
 

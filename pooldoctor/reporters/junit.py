@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from pooldoctor.model import PROJECT_KINDS, Report, SubjectResult, Verdict
+from pooldoctor.core.model import PROJECT_KINDS, Report, SubjectResult, Verdict
 from pooldoctor.reporters.console import evidence_lines
 
 # The lowest verdict rank that fails a wrapper's testcase; None: nothing fails.

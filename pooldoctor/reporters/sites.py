@@ -8,7 +8,7 @@ LOST    shop/tasks.py:42 in refresh_prices() via ThreadSensitiveContext executor
 
 from __future__ import annotations
 
-from pooldoctor.model import LeakSite, StackEntry
+from pooldoctor.core.model import LeakSite, StackEntry
 
 INDENT = " " * 8
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from pooldoctor.model import Severity
+from pooldoctor.core.model import Severity
 
 SEVERITY_ORDER = {Severity.INFO: 0, Severity.WARNING: 1, Severity.ERROR: 2}
 

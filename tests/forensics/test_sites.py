@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pooldoctor.forensics.sites import Cause, Checkout, Loss, leak_sites
-from pooldoctor.forensics.stacks import RawFrame
-from pooldoctor.forensics.threads import ThreadLife
-from pooldoctor.model import LeakKind
+from pooldoctor.core.forensics.sites import Cause, Checkout, Loss, leak_sites
+from pooldoctor.core.forensics.stacks import RawFrame
+from pooldoctor.core.forensics.threads import ThreadLife
+from pooldoctor.core.model import LeakKind
 
 PROJECT = "/srv/app"
 DJANGO = RawFrame("/v/site-packages/django/db/backends/base/base.py", 270, "connect", "django.db")

@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync, sync_to_async
 
-from pooldoctor.forensics.stacks import (
+from pooldoctor.core.forensics.stacks import (
     Captured,
     RawFrame,
     capture,
@@ -113,10 +113,12 @@ def test_library_frames_are_told_from_the_project() -> None:
     site = f"{sys.prefix}/lib/python3.12/site-packages"
     assert is_library(frame("django.db.models.query", f"{site}/django/db/models/query.py"))
     assert is_library(frame("asyncio.base_events", "/usr/lib/python3.12/asyncio/base_events.py"))
-    assert is_library(frame("pooldoctor.runner", "/src/pooldoctor/runner.py"))
+    assert is_library(frame("pooldoctor.hosts.inprocess.runner", "/src/pooldoctor/runner.py"))
     assert is_library(frame("importlib._bootstrap", "<frozen importlib._bootstrap>"))
     # the probe task stands in for the project's code
-    assert not is_library(frame("pooldoctor.probes.task", "/src/pooldoctor/probes/task.py"))
+    assert not is_library(
+        frame("pooldoctor.core.probes.task", "/src/pooldoctor/core/probes/task.py")
+    )
     assert not is_library(frame("shop.tasks", "/srv/app/shop/tasks.py"))
 
 
@@ -156,9 +158,11 @@ def test_paths_are_relative_to_the_project_or_the_module() -> None:
     assert display_path("/srv/app/shop/tasks.py", "/srv/app") == "shop/tasks.py"
     assert (
         display_path(
-            "/v/site-packages/pooldoctor/probes/task.py", "/srv/app", "pooldoctor.probes.task"
+            "/v/site-packages/pooldoctor/core/probes/task.py",
+            "/srv/app",
+            "pooldoctor.core.probes.task",
         )
-        == "pooldoctor/probes/task.py"
+        == "pooldoctor/core/probes/task.py"
     )
     assert display_path("/elsewhere/x.py", "/srv/app", "other") == "/elsewhere/x.py"
     assert display_path("<string>", "/srv/app") == "<string>"

@@ -7,8 +7,8 @@ import threading
 
 from asgiref.sync import ThreadSensitiveContext, sync_to_async
 
-from pooldoctor.forensics import threads
-from pooldoctor.forensics.threads import ThreadLife, ThreadRegistry
+from pooldoctor.core.forensics import threads
+from pooldoctor.core.forensics.threads import ThreadLife, ThreadRegistry
 
 
 def test_a_thread_end_is_recorded_when_the_thread_finishes() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.inspect.model import ServerSession
-from pooldoctor.inspect.server import ServerRows
+from pooldoctor.core.live_model import ServerSession
+from pooldoctor.core.server import ServerRows
 
 NOW = 1_764_240_020.0
 POOL = {"min_size": 0, "max_size": 4, "size": 4, "available": 0, "waiting": 0,

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.inspect.judge import judge, runs_dry_after
-from pooldoctor.inspect.model import InspectReport, NodeStatus
-from pooldoctor.inspect.server import ServerRows, unavailable
-from pooldoctor.model import PoolStats, Verdict
+from pooldoctor.core.live_model import InspectReport, NodeStatus
+from pooldoctor.core.model import PoolStats, Verdict
+from pooldoctor.core.server import ServerRows, unavailable
+from pooldoctor.core.verdict.live import judge, runs_dry_after
 
 from .replies import CLEAN, LEAKY, NOT_INSTALLED, NOW, PINNED, process, reply, rows, session
 

@@ -8,10 +8,10 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pooldoctor import saved
-from pooldoctor.inspect.judge import judge
-from pooldoctor.inspect.model import InspectReport
-from pooldoctor.inspect.report import FORMATS, fails, render
+from pooldoctor.commands import report as saved
+from pooldoctor.core.live_model import InspectReport
+from pooldoctor.core.verdict.live import judge
+from pooldoctor.reporters.inspect import FORMATS, fails, render
 
 from .replies import CLEAN, LEAKY, NOT_INSTALLED, NOW, rows, session
 

@@ -6,9 +6,9 @@ import io
 
 from rich.console import Console
 
-from pooldoctor.inspect.judge import judge
-from pooldoctor.inspect.model import InspectReport
-from pooldoctor.inspect.watch import watch
+from pooldoctor.commands.watch import watch
+from pooldoctor.core.live_model import InspectReport
+from pooldoctor.core.verdict.live import judge
 
 from .replies import CLEAN, LEAKY, NOW, rows
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from pooldoctor import celery as pooldoctor_celery
-from pooldoctor.census import Ledger
+from pooldoctor.core.census import Ledger
+from pooldoctor.hosts.celery import install as pooldoctor_celery
 
 
 def test_an_unwritable_census_directory_is_said_once_and_answered_as_an_error(

@@ -37,7 +37,7 @@ def test_nothing_is_watched():
     from django.db.backends.signals import connection_created
 
     assert connection_created.receivers == []
-    assert "pooldoctor.census" not in sys.modules
+    assert "pooldoctor.core.census" not in sys.modules
 """
     )
 

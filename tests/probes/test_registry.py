@@ -6,9 +6,9 @@ import pkgutil
 
 import pytest
 
-import pooldoctor.probes as probes
-from pooldoctor.probes import all_modes, get_mode
-from pooldoctor.probes.task import (
+import pooldoctor.core.probes as probes
+from pooldoctor.core.probes import all_modes, get_mode
+from pooldoctor.core.probes.task import (
     OK,
     OPEN_TRANSACTION,
     RAISE_AFTER_QUERY,

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from pooldoctor.model import (
+from pooldoctor.commands.simulate import SimulateReport
+from pooldoctor.core.model import (
     DatabaseInfo,
     Finding,
     LeakKind,
@@ -25,9 +26,8 @@ from pooldoctor.model import (
     ThreadConnection,
     Verdict,
 )
+from pooldoctor.core.verdict.fleet import FleetResult, WorkerResult
 from pooldoctor.scan.model import ScanFinding, ScanResult
-from pooldoctor.simulate.judge import FleetResult, WorkerResult
-from pooldoctor.simulate.run import SimulateReport
 
 LEAK_SUMMARY = "3 tasks lost 3 pool slots (1.00 per task): the pool is exhausted after 4 tasks."
 HEADLINE = "run_async_task leaks a pool slot per task: Celery workers will exhaust the pool."

@@ -4,7 +4,7 @@ import dataclasses
 
 import pytest
 
-from pooldoctor.model import Report
+from pooldoctor.core.model import Report
 from pooldoctor.reporters import Format, console, infer_format, render
 
 from .conftest import DEAD_THREAD, FIX_CODE, HEADLINE, LEAK_SUMMARY

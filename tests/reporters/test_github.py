@@ -7,13 +7,13 @@ import click
 import pytest
 
 from pooldoctor.cli import cli
-from pooldoctor.model import LeakKind, LeakSite, Report, StackEntry, Verdict
+from pooldoctor.commands.simulate import SimulateReport
+from pooldoctor.core.model import LeakKind, LeakSite, Report, StackEntry, Verdict
 from pooldoctor.reporters import Format, github, render
+from pooldoctor.reporters.scan import ScanFormat
+from pooldoctor.reporters.scan import render as render_scan
+from pooldoctor.reporters.simulate import render as render_simulation
 from pooldoctor.scan.model import ScanResult
-from pooldoctor.scan.report import ScanFormat
-from pooldoctor.scan.report import render as render_scan
-from pooldoctor.simulate.report import render as render_simulation
-from pooldoctor.simulate.run import SimulateReport
 
 from .conftest import LOST_SITE, PINNED_SITE
 
@@ -197,7 +197,7 @@ def test_annotation_properties_in_order() -> None:
 def test_the_synthetic_task_gives_way_to_the_project_code_that_ran_it() -> None:
     """check's leak sites name pooldoctor's probe task (it stands in for the project's code); the
     annotation goes to the project's own line that called it: the wrapper."""
-    probe = StackEntry(file="pooldoctor/probes/task.py", line=109, function="probe_task")
+    probe = StackEntry(file="pooldoctor/core/probes/task.py", line=109, function="probe_task")
     wrapper = StackEntry(file="mysite/celeryapp.py", line=24, function="wrapped_with_context")
     folded = StackEntry(file=None, line=None, function=None, folded=("asyncio",), frames=3)
     site = dataclasses.replace(

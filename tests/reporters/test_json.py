@@ -5,7 +5,7 @@ import json
 from typing import Any
 
 from pooldoctor import __version__
-from pooldoctor.model import Report
+from pooldoctor.core.model import Report
 from pooldoctor.reporters import json as json_reporter
 
 from .conftest import DEAD_THREAD, LOST_SITE

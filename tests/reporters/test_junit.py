@@ -5,7 +5,7 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pooldoctor.model import Report, Verdict
+from pooldoctor.core.model import Report, Verdict
 from pooldoctor.reporters import junit
 
 from .conftest import DEAD_THREAD, LEAK_SUMMARY

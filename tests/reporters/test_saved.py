@@ -7,18 +7,18 @@ import json
 
 import pytest
 
-from pooldoctor import saved
+from pooldoctor.commands import report as saved
+from pooldoctor.commands.simulate import SimulateReport
+from pooldoctor.core.model import DatabaseInfo, Report, SubjectResult, SubjectRun, Verdict
 from pooldoctor.errors import UsageError
-from pooldoctor.model import DatabaseInfo, Report, SubjectResult, SubjectRun, Verdict
 from pooldoctor.reporters import Format, render
 from pooldoctor.reporters import json as json_reporter
+from pooldoctor.reporters.scan import ScanFormat, as_json
+from pooldoctor.reporters.scan import render as render_scan
+from pooldoctor.reporters.simulate import as_json as simulation_json
+from pooldoctor.reporters.simulate import render as render_simulation
 from pooldoctor.scan.checks import all_checks
 from pooldoctor.scan.model import ScanResult
-from pooldoctor.scan.report import ScanFormat, as_json
-from pooldoctor.scan.report import render as render_scan
-from pooldoctor.simulate.report import as_json as simulation_json
-from pooldoctor.simulate.report import render as render_simulation
-from pooldoctor.simulate.run import SimulateReport
 
 from .conftest import build_report
 

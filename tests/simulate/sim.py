@@ -29,7 +29,7 @@ RECIPE = "mysite.celeryapp:async_task_wrapper"
 RECIPE_TASK = "mysite.celeryapp:async_task()"
 CLEAN_WRAPPER = "celeryproj.wrappers:async_task_wrapper"
 SMALL = ("--workers", "2", "--tasks", "12")
-WORKER_MODULE = "pooldoctor.simulate.worker"
+WORKER_MODULE = "pooldoctor.hosts.celery.worker"
 MARKER = "POOLDOCTOR_TEST_RUN"
 CELERY_VERSION = tuple(int(part) for part in celery.__version__.split(".")[:2])
 FIXUP_CLOSES_POOL = CELERY_VERSION >= (5, 6)
@@ -115,7 +115,7 @@ def simulate(
 
 
 def worker_pids(marker: str | None = None) -> set[int]:
-    """Live ``celery -A pooldoctor.simulate.worker`` processes (with ``marker``: of one run)."""
+    """Live ``celery -A pooldoctor.hosts.celery.worker`` processes (with ``marker``: of one run)."""
     found = subprocess.run(["pgrep", "-f", WORKER_MODULE], capture_output=True, text=True)
     pids = {int(pid) for pid in found.stdout.split()}
     if marker is None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.simulate.judge import judge_fleet
+from pooldoctor.core.verdict.fleet import judge_fleet
 
 PARENT = 100
 POOL = {"min_size": 2, "max_size": 4, "size": 2, "available": 2, "waiting": 0,

@@ -168,7 +168,7 @@ def test_junit_fails_the_leaking_wrapper_and_passes_the_clean_one(sim_database_u
     assert failure is not None
     assert failure.get("type") == "leak"
     assert "worker " in (failure.text or "")
-    assert "LOST    pooldoctor/probes/task.py:" in (failure.text or "")  # with its leak sites
+    assert "LOST    pooldoctor/core/probes/task.py:" in (failure.text or "")  # with its leak sites
     assert cases[RECIPE].get("classname") == "pooldoctor.simulate.wrapper"
     # AND the clean wrapper passes, its verdict in its output
     assert cases[CLEAN_WRAPPER].find("failure") is None

@@ -9,15 +9,15 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pooldoctor.forensics.threads import THREAD_SENSITIVE_CONTEXT
-from pooldoctor.model import DatabaseInfo
-from pooldoctor.simulate.judge import judge_fleet
-from pooldoctor.simulate.report import as_text
-from pooldoctor.simulate.run import SimulateReport
+from pooldoctor.commands.simulate import SimulateReport
+from pooldoctor.core.forensics.threads import THREAD_SENSITIVE_CONTEXT
+from pooldoctor.core.model import DatabaseInfo
+from pooldoctor.core.verdict.fleet import judge_fleet
+from pooldoctor.reporters.simulate import as_text
 
 from .sim import LEAKY, RECIPE, Sim, simulate
 
-PROBE_FILE = "pooldoctor/probes/task.py"
+PROBE_FILE = "pooldoctor/core/probes/task.py"
 LABEL = re.compile(r"pooldoctor\.probe\[[0-9a-f]{8}\]")
 """The label the worker gives each task for the ledger: the task's name and its id's start."""
 

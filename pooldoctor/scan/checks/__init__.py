@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 from collections.abc import Callable, Iterable
 
-from pooldoctor.model import Severity
+from pooldoctor.core.model import Severity
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.source import SourceFile
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from pooldoctor.model import Severity
+from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.databases import NOT_LITERAL, Setting, read_databases
 from pooldoctor.scan.facts import Facts

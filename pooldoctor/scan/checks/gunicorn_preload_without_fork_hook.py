@@ -15,7 +15,7 @@ import ast
 import re
 from collections.abc import Iterator
 
-from pooldoctor.model import Severity
+from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.databases import literal
 from pooldoctor.scan.facts import Facts

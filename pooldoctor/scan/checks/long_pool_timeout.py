@@ -12,8 +12,8 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from pooldoctor.findings import LONG_POOL_TIMEOUT, PSYCOPG_POOL_DEFAULTS
-from pooldoctor.model import Severity
+from pooldoctor.core.findings import LONG_POOL_TIMEOUT, PSYCOPG_POOL_DEFAULTS
+from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.databases import Setting, literal, read_databases
 from pooldoctor.scan.facts import Facts

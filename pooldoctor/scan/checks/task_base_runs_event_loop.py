@@ -15,7 +15,7 @@ from __future__ import annotations
 import ast
 from collections.abc import Iterator
 
-from pooldoctor.model import Severity
+from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.checks.context_cleanup_outside import cleanups_on_context_thread
 from pooldoctor.scan.checks.event_loop_in_task import (

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from pooldoctor.commands.scan import run_scan, select_checks
 from pooldoctor.scan.model import ScanFinding
-from pooldoctor.scan.run import run_scan, select_checks
 
 FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
 """The fixture projects: ``leaky/mysite`` (the blog's recipe) and ``fixed/mysite``."""

@@ -1,0 +1,94 @@
+"""``pooldoctor inspect``: load the app (and Django), ask the fleet, read the server, judge.
+
+One :func:`inspect_once` per report; ``--watch`` calls it again every interval.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+import time
+from typing import Any
+
+from pooldoctor.commands import check
+from pooldoctor.core import project, server
+from pooldoctor.core.live_model import InspectReport
+from pooldoctor.core.verdict.live import judge
+from pooldoctor.errors import ProjectError
+from pooldoctor.hosts.celery import control as fleet
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectOptions:
+    app: str
+    settings: str | None
+    pythonpath: tuple[str, ...]
+    alias: str
+    timeout: float
+    destination: tuple[str, ...]
+    cwd: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Target:
+    """The loaded project: its Celery app and, with Django settings, its database alias."""
+
+    app: Any
+    alias: str | None
+    """None without Django settings: no server view."""
+    why_no_server: str | None = None
+
+
+def load(options: InspectOptions) -> Target:
+    """Put the project on sys.path, import its settings and Celery app, set Django up."""
+    for entry in reversed((options.cwd, *options.pythonpath)):
+        path = os.path.abspath(entry)
+        if path not in sys.path:
+            sys.path.insert(0, path)
+    if options.settings:
+        os.environ["DJANGO_SETTINGS_MODULE"] = options.settings
+        project.import_settings(options.settings)
+    app = project.load_celery_app(options.app)
+    settings = os.environ.get("DJANGO_SETTINGS_MODULE")
+    if not settings:
+        return Target(app, None, "no Django settings: pass --settings or set "
+                      "DJANGO_SETTINGS_MODULE")  # fmt: skip
+    if not options.settings:
+        project.import_settings(settings)
+    try:
+        import django
+
+        django.setup()
+    except Exception as exc:
+        raise ProjectError(
+            f"django.setup() with {settings!r} raised {type(exc).__name__}: {exc}",
+            "fix the settings (run with --debug for the traceback)",
+        ) from exc
+    try:
+        project.database_settings(options.alias)
+    except ProjectError as exc:
+        return Target(app, None, str(exc))
+    return Target(app, options.alias)
+
+
+def inspect_once(target: Target, options: InspectOptions) -> InspectReport:
+    started = time.monotonic()
+    broker = fleet.broker_url(target.app)
+    answers = fleet.ask(target.app, options.timeout, options.destination)
+    if target.alias is None:
+        rows = server.unavailable("-", target.why_no_server or "no database")
+    else:
+        rows = server.read(target.alias, options.timeout)
+    return judge(
+        answers.replies,
+        answers.pinged,
+        answers.destination,
+        rows,
+        received_at=answers.received_at,
+        broker=broker,
+        timeout=options.timeout,
+        environment=check.environment(),
+        seconds=round(time.monotonic() - started, 3),
+        problems=answers.problems,
+    )

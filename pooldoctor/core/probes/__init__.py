@@ -1,0 +1,81 @@
+"""The built-in modes: ways of running async ORM code outside a request.
+
+Each module in this package reproduces one real way teams run async Django code from sync code
+(Celery tasks, scripts, management commands) and registers itself with :func:`register`. A mode is
+only a way of *running* the probe task; what it does to the pool is measured, never declared here.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import pkgutil
+from collections.abc import Callable
+from typing import Any
+
+from pooldoctor.core.probes.task import AsyncTask
+
+SyncTask = Callable[[str], Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Mode:
+    name: str
+    order: int
+    """Position in listings and reports."""
+    wrap: Callable[[AsyncTask], SyncTask]
+    """Turn the probe coroutine function into a sync callable, the way this mode does."""
+    doc: str
+    thread_sensitive: bool = True
+    """False when the mode's ORM calls go through ``sync_to_async(thread_sensitive=False)``."""
+    unavailable: Callable[[], str | None] = lambda: None
+    """Why this mode cannot run with the installed packages, or None."""
+    fix: str | None = None
+    """Code a project can copy when this mode measures clean (recommended in that order)."""
+
+    @property
+    def summary(self) -> str:
+        return self.doc.strip().splitlines()[0].rstrip(".")
+
+
+_MODES: dict[str, Mode] = {}
+
+
+def register(
+    module_name: str,
+    order: int,
+    *,
+    thread_sensitive: bool = True,
+    unavailable: Callable[[], str | None] | None = None,
+    fix: str | None = None,
+) -> Callable[[Callable[[AsyncTask], SyncTask]], Callable[[AsyncTask], SyncTask]]:
+    """Register the decorated ``wrap`` function as the mode named after its module."""
+
+    def decorator(wrap: Callable[[AsyncTask], SyncTask]) -> Callable[[AsyncTask], SyncTask]:
+        module = importlib.import_module(module_name)
+        name = module_name.rsplit(".", 1)[1].replace("_", "-")
+        _MODES[name] = Mode(
+            name=name,
+            order=order,
+            wrap=wrap,
+            doc=module.__doc__ or name,
+            thread_sensitive=thread_sensitive,
+            unavailable=unavailable or (lambda: None),
+            fix=fix,
+        )
+        return wrap
+
+    return decorator
+
+
+def all_modes() -> list[Mode]:
+    """Every built-in mode, in report order."""
+    for info in pkgutil.iter_modules(__path__):
+        if info.name != "task":
+            importlib.import_module(f"{__name__}.{info.name}")
+    return sorted(_MODES.values(), key=lambda m: m.order)
+
+
+def get_mode(name: str) -> Mode:
+    modes = {m.name: m for m in all_modes()}
+    return modes[name]

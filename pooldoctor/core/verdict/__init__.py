@@ -1,0 +1,187 @@
+"""Pure rules: a subject's census in, its verdict and the numbers behind it out.
+
+Nothing here knows which mode or wrapper produced the census; no Django is needed to test it.
+
+- ``leak``: connections are given up while checked out (pool slots, or open server connections
+  without a pool), or the connections held between tasks keep growing.
+- ``pinned``: connections stay checked out between tasks, held by threads that outlive the tasks,
+  without growth.
+- ``clean``: nothing held between tasks, nothing lost.
+- ``error``: the subject could not be measured to the end (it hung or crashed) and lost nothing.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+from pooldoctor.core.model import (
+    PROJECT_KINDS,
+    Report,
+    StopReason,
+    SubjectResult,
+    SubjectRun,
+    TaskCensus,
+    Verdict,
+)
+
+
+def judge(run: SubjectRun) -> SubjectResult:
+    census = run.census
+    if run.stop is StopReason.SKIPPED:
+        return _result(run, Verdict.SKIPPED, f"skipped: {run.stop_detail}")
+    if not census:
+        return _result(run, Verdict.ERROR, f"could not run: {run.stop_detail}")
+
+    last = census[-1]
+    between = completed(run)
+    tasks = max(1, len(between))
+    symptoms = symptoms_of(run)
+    held_growth = between[-1].held - between[0].held if between else 0
+    lost_done = between[-1].lost if between else last.lost
+    lost_per_task = round(lost_done / tasks, 2)
+    exhaustion = tasks_until_exhaustion(run)
+    slots = "pool slot" if run.pooled else "server connection"
+
+    if last.lost > 0 or held_growth > 0:
+        parts = []
+        if last.lost:
+            parts.append(f"lost {_plural(lost_done, slots)} in {_plural(tasks, 'task')}")
+        if held_growth > 0:
+            parts.append(f"held connections grew from {between[0].held} to {between[-1].held}")
+        if run.stop is StopReason.EXHAUSTED:
+            parts.append(f"the pool was exhausted at task {len(census)}")
+        elif exhaustion is not None:
+            parts.append(f"the pool is exhausted after {exhaustion} tasks")
+        verdict, summary = Verdict.LEAK, "; ".join(parts)
+    elif run.stop in (StopReason.HUNG, StopReason.CRASHED, StopReason.EXHAUSTED):
+        # Exhausted without a loss: connections held by live threads starved a task.
+        verdict, summary = Verdict.ERROR, f"{run.stop.value}: {run.stop_detail}"
+    elif not any(c.ok or c.expected_error for c in between):
+        # The probe never got to run its own code (or the project's task failed every time):
+        # nothing about the ORM's normal path was measured.
+        verdict = Verdict.ERROR
+        first = symptoms[0] if symptoms else "every task failed"
+        summary = (
+            f"no run of the task succeeded: {first}"
+            if run.kind == "task"
+            else f"no task ran the probe: {first}"
+        )
+    elif last.held > 0:
+        holders = sorted({f"{c.thread} ({c.thread_role})" for c in last.connections if c.held})
+        stays = "stays" if last.held == 1 else "stay"
+        summary = (
+            f"{_plural(last.held, 'connection')} {stays} checked out between tasks, "
+            f"held by {', '.join(holders)}"
+        )
+        verdict = Verdict.PINNED
+    else:
+        verdict, summary = Verdict.CLEAN, "nothing held between tasks, nothing lost"
+    return SubjectResult(
+        run=run,
+        verdict=verdict,
+        summary=summary,
+        lost_slots=last.lost,
+        lost_per_task=lost_per_task,
+        held_connections=last.held,
+        tasks_until_exhaustion=exhaustion,
+        symptoms=tuple(symptoms),
+    )
+
+
+def completed(run: SubjectRun) -> tuple[TaskCensus, ...]:
+    """The censuses taken between tasks: a run stopped mid-task (exhausted, hung) ends with a
+    census of the task in progress, which says nothing about what stays held between tasks."""
+    if run.stop in (StopReason.EXHAUSTED, StopReason.HUNG):
+        return run.census[:-1]
+    return run.census
+
+
+def tasks_until_exhaustion(run: SubjectRun) -> int | None:
+    """How many tasks a fresh process runs before no pool slot is left.
+
+    Measured when the run reached exhaustion; otherwise extrapolated from the completed tasks:
+    slots lost per task plus the growth of held connections per task. None without a pool or
+    without a loss.
+    """
+    census = run.census
+    pool = census[-1].pool if census else None
+    if pool is None:
+        return None
+    if run.stop is StopReason.EXHAUSTED:
+        return census[-1].index
+    between = completed(run)
+    if not between:
+        return None
+    end = between[-1]
+    growth = (end.held - between[0].held) / (len(between) - 1) if len(between) > 1 else 0.0
+    per_task = end.lost / len(between) + max(0.0, growth)
+    if per_task <= 0:
+        return None
+    free = pool.max_size - end.lost - end.held
+    return len(between) + max(0, math.floor(free / per_task))
+
+
+def symptoms_of(run: SubjectRun) -> list[str]:
+    """What tasks suffered that the probe did not cause on purpose, worst first."""
+    # The stop detail already tells about a task stopped mid-way.
+    ended = completed(run)
+    errors = Counter(c.error for c in ended if c.error and not c.expected_error)
+    symptoms = [f"{_plural(n, 'task')} failed with {error}" for error, n in errors.most_common()]
+    poisoned = poisoned_since(ended)
+    if poisoned is not None:
+        symptoms.append(
+            f"a held connection stayed idle in transaction from task {poisoned + 1} on: "
+            "later tasks ran inside a stale transaction (poisoned connection)"
+        )
+    return symptoms
+
+
+def poisoned_since(census: tuple[TaskCensus, ...]) -> int | None:
+    """The first task after which a held connection sat in a transaction between tasks, if it
+    stayed so to the end."""
+    if not census or not _has_open_transaction(census[-1]):
+        return None
+    since = len(census) - 1
+    while since > 0 and _has_open_transaction(census[since - 1]):
+        since -= 1
+    return census[since].index
+
+
+def _has_open_transaction(task: TaskCensus) -> bool:
+    return any(c.held and c.transaction in ("intrans", "inerror") for c in task.connections)
+
+
+def worst(verdicts: list[Verdict]) -> Verdict:
+    return max(verdicts, key=lambda v: v.rank, default=Verdict.CLEAN)
+
+
+def fails(verdict: Verdict, fail_on: str) -> bool:
+    """Whether a wrapper's verdict reaches ``--fail-on`` (an error is never a pass)."""
+    if fail_on == "never":
+        return False
+    threshold = Verdict.LEAK if fail_on == "leak" else Verdict.PINNED
+    return verdict is Verdict.ERROR or verdict.rank >= threshold.rank
+
+
+def report_fails(report: Report, fail_on: str) -> bool:
+    """Whether ``check`` exits 1: a project wrapper or task reaches ``--fail-on`` (built-in modes
+    inform, they never gate)."""
+    return any(r.run.kind in PROJECT_KINDS and fails(r.verdict, fail_on) for r in report.results)
+
+
+def _result(run: SubjectRun, verdict: Verdict, summary: str) -> SubjectResult:
+    return SubjectResult(
+        run=run,
+        verdict=verdict,
+        summary=summary,
+        lost_slots=0,
+        lost_per_task=0.0,
+        held_connections=0,
+        tasks_until_exhaustion=None,
+        symptoms=(),
+    )
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"

@@ -1,0 +1,227 @@
+"""Pure rules for a simulated fleet: per-worker records in, per-worker and fleet verdicts out.
+
+A worker process's records are turned into the same census ``check`` takes, and judged by the
+same rules (:func:`pooldoctor.core.verdict.judge`); above them stands ``unsafe``: replies crossed
+between processes, or a connection another process opened in use — silent cross-talk, the worst
+failure there is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pooldoctor.core.model import (
+    LeakSite,
+    PoolStats,
+    StopReason,
+    SubjectRun,
+    TaskCensus,
+    ThreadConnection,
+    leak_site_from_dict,
+)
+from pooldoctor.core.verdict import judge
+
+UNSAFE = "unsafe"
+RANK = {"skipped": -1, "clean": 0, "pinned": 1, "error": 2, "leak": 3, UNSAFE: 4}
+# Connections opened per task above which the pool is being rebuilt rather than reused.
+CHURN_PER_TASK = 0.5
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerResult:
+    pid: int
+    tasks: int
+    failed_tasks: int
+    crossed_replies: int
+    inherited_connections: int
+    """Connections opened by another process that this one used (checked out)."""
+    inherited_pool: bool
+    connections_opened: int
+    lost_slots: int
+    held_connections: int
+    verdict: str
+    summary: str
+    census: tuple[TaskCensus, ...]
+    leak_sites: tuple[LeakSite, ...] = ()
+    """Where this process's lost and pinned connections were checked out (its last census)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetResult:
+    subject: str
+    kind: str
+    verdict: str
+    summary: str
+    workers: tuple[WorkerResult, ...]
+    tasks_sent: int
+    tasks_lost: int
+    failed_tasks: int
+    crossed_replies: int
+    shared_backends: Mapping[int, tuple[int, ...]]
+    """Backend pid → the worker pids it answered: more than one means a shared socket."""
+    connections_per_task: float
+    children_died: tuple[Mapping[str, str], ...]
+    stop_detail: str | None
+    errors: Mapping[str, int]
+    seconds: float
+
+
+def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
+                records: Sequence[Mapping[str, Any]], children_died: Sequence[Mapping[str, str]],
+                stop_detail: str | None, seconds: float,
+                leak_sites: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+                ) -> FleetResult:  # fmt: skip
+    by_pid: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
+    for record in records:
+        by_pid[int(record["pid"])].append(record)
+    stopped_early = bool(stop_detail and "exhaustion" in stop_detail)
+    sites = leak_sites or {}
+    workers = tuple(
+        judge_worker(pid, sorted(rs, key=lambda r: r["index"]), sites.get(pid, ()))
+        for pid, rs in sorted(by_pid.items())
+    )
+    backends: dict[int, set[int]] = defaultdict(set)
+    for record in records:
+        if record.get("backend_pid"):
+            backends[int(record["backend_pid"])].add(int(record["pid"]))
+    shared = {b: tuple(sorted(p)) for b, p in sorted(backends.items()) if len(p) > 1}
+    errors: dict[str, int] = defaultdict(int)
+    for record in records:
+        if record.get("error") and not record.get("expected_error"):
+            errors[error_kind(record["error"])] += 1
+    recorded = {r["task_id"] for r in records}
+    lost = 0 if stopped_early else sum(1 for s in sent if s["task_id"] not in recorded)
+    verdict = max((w.verdict for w in workers), key=RANK.__getitem__, default="error")
+    if children_died or lost:
+        verdict = max(verdict, "error", key=RANK.__getitem__)
+    crossed = sum(w.crossed_replies for w in workers)
+    opened = sum(w.connections_opened for w in workers)
+    return FleetResult(
+        subject=subject,
+        kind=kind,
+        verdict=verdict,
+        summary=_fleet_summary(workers, crossed, shared, lost, children_died, stop_detail),
+        workers=workers,
+        tasks_sent=len(sent),
+        tasks_lost=lost,
+        failed_tasks=sum(w.failed_tasks for w in workers),
+        crossed_replies=crossed,
+        shared_backends=shared,
+        connections_per_task=round(opened / max(1, len(records)), 2),
+        children_died=tuple(children_died),
+        stop_detail=stop_detail,
+        errors=dict(sorted(errors.items())),
+        seconds=seconds,
+    )
+
+
+def judge_worker(pid: int, records: Sequence[Mapping[str, Any]],
+                 leak_sites: Sequence[Mapping[str, Any]] = ()) -> WorkerResult:  # fmt: skip
+    census = tuple(to_census(r) for r in records)
+    exhausted = any(r.get("exhausted") for r in records)
+    run = SubjectRun(
+        subject=str(pid),
+        kind="worker",
+        description="",
+        stop=StopReason.EXHAUSTED if exhausted else StopReason.DONE,
+        stop_detail=next((r["exhausted"] for r in records if r.get("exhausted")), None),
+        tasks_planned=len(records),
+        census=census,
+        pooled=any(r.get("pool") for r in records),
+    )
+    base = judge(run)
+    crossed = sum(1 for r in records if r.get("echo") is not None and r["echo"] != r.get("token"))
+    foreign = max(
+        (sum(1 for c in t.connections if c.checked_out and c.opened_in_pid not in (None, pid))
+         for t in census),
+        default=0,
+    )  # fmt: skip
+    # An inherited connection is back in the pool by the time the census is taken: the backend
+    # that answered each task's query says whether it was used, whether or not replies crossed.
+    elsewhere = {c.backend_pid for t in census for c in t.connections
+                 if c.backend_pid is not None and c.opened_in_pid not in (None, pid)}  # fmt: skip
+    answered = {r["backend_pid"] for r in records if r.get("backend_pid") in elsewhere}
+    foreign = max(foreign, len(answered))
+    verdict, summary = base.verdict.value, base.summary
+    if crossed or foreign:
+        verdict = UNSAFE
+        parts = []
+        if crossed:
+            parts.append(f"{crossed} of {len(records)} replies belonged to another task")
+        if foreign:
+            parts.append(f"used {foreign} connection(s) opened by another process")
+        summary = "; ".join(parts)
+    return WorkerResult(
+        pid=pid,
+        tasks=len(records),
+        failed_tasks=sum(1 for r in records if not r["ok"]),
+        crossed_replies=crossed,
+        inherited_connections=foreign,
+        inherited_pool=any(r.get("inherited_pool_in_use") for r in records),
+        connections_opened=sum(int(r.get("opened", 0)) for r in records),
+        lost_slots=base.lost_slots,
+        held_connections=base.held_connections,
+        verdict=verdict,
+        summary=summary,
+        census=census,
+        leak_sites=tuple(leak_site_from_dict(site) for site in leak_sites),
+    )
+
+
+def to_census(record: Mapping[str, Any]) -> TaskCensus:
+    pool = record.get("pool")
+    return TaskCensus(
+        index=int(record["index"]),
+        kind=str(record.get("state", "")),
+        ok=bool(record["ok"]),
+        error=record.get("error"),
+        expected_error=bool(record.get("expected_error")),
+        seconds=float(record.get("seconds", 0.0)),
+        pool=PoolStats(**pool) if pool else None,
+        lost=int(record["lost"]),
+        held=int(record["held"]),
+        connections=tuple(ThreadConnection(**c) for c in record["connections"]),
+        server=None,
+    )
+
+
+def error_kind(error: str) -> str:
+    """Errors by kind: pool timeout, closed pool, protocol/SSL, server closed the connection."""
+    text = error.lower()
+    if (
+        "couldn't get a connection" in text
+        or "pooltimeout" in text
+        or "waited for a connection" in text
+    ):
+        return "pool timeout"
+    if "pool" in text and "closed" in text:
+        return "closed pool"
+    if "server closed the connection" in text or "connection socket closed" in text:
+        return "server closed the connection"
+    if "ssl" in text or "protocol" in text or "unexpected" in text or "lost synchron" in text:
+        return "protocol error"
+    return error.split(":", 1)[0]
+
+
+def _fleet_summary(workers: Sequence[WorkerResult], crossed: int,
+                   shared: Mapping[int, tuple[int, ...]], lost: int,
+                   died: Sequence[Mapping[str, str]], stop: str | None) -> str:  # fmt: skip
+    parts = []
+    if crossed:
+        parts.append(f"{crossed} replies crossed between processes")
+    if shared:
+        backend, pids = next(iter(shared.items()))
+        parts.append(f"backend {backend} answered worker processes {', '.join(map(str, pids))}")
+    bad = [w for w in workers if w.verdict != "clean"]
+    for worker in bad[:2]:
+        parts.append(f"worker {worker.pid}: {worker.verdict}: {worker.summary}")
+    if lost:
+        parts.append(f"{lost} tasks never came back")
+    for child in died:
+        parts.append(f"child {child['name']} (pid {child['pid']}) died: {child['how']}")
+    if stop and not parts:
+        parts.append(stop)
+    return "; ".join(parts) or f"{len(workers)} worker processes: nothing held, lost or crossed"

@@ -1,0 +1,143 @@
+"""Asking the fleet: the ``pooldoctor_census`` remote-control command and a ping, both broadcast
+through the app's own broker at once, and each node classified by what came back.
+
+- answered: a census reply (``"schema"`` and ``"processes"``);
+- not installed: the node answered, but with an error for the unknown command (kombu's pidbox
+  replies ``{"error": "KeyError('pooldoctor_census')"}``), or it answered the ping only;
+- no answer: a ``--destination`` that nothing answered within ``--timeout``.
+
+Nothing here waits beyond the timeout: the broker is reached first with one bounded attempt (kombu
+otherwise retries a publish for ever), and both broadcasts run on their own threads, joined with
+a deadline.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from pooldoctor.core import project
+from pooldoctor.errors import MissingExtraError, PooldoctorError
+from pooldoctor.hosts.celery.install import COMMAND
+
+CONNECT_TIMEOUT = 3.0
+# Beyond --timeout: a broadcast publishes before it waits, and a slow publish must not hang us.
+GRACE = 1.0
+
+
+class BrokerError(PooldoctorError):
+    """The app's broker cannot be reached."""
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetAnswers:
+    """What came back, by node name."""
+
+    replies: Mapping[str, Mapping[str, Any]]
+    """Each node's reply to the census command (a census, or ``{"error": ...}``)."""
+    pinged: tuple[str, ...]
+    """Nodes that answered the ping."""
+    destination: tuple[str, ...]
+    received_at: float
+    """``time.time()`` when the answers were in: how old each snapshot is."""
+    seconds: float
+    problems: tuple[str, ...] = ()
+    """A broadcast that failed mid-way (the broker went away): what came back is kept."""
+
+
+def broker_url(app: Any) -> str:
+    """The app's broker, password masked, for messages and reports."""
+    try:
+        url = app.connection_for_write().as_uri()
+    except Exception:
+        url = str(app.conf.broker_url or "")
+    return project.mask_url(str(url))
+
+
+def check_broker(app: Any, timeout: float) -> None:
+    """One bounded connection attempt to the app's broker."""
+    shown = broker_url(app)
+    try:
+        with app.connection_for_write(connect_timeout=min(CONNECT_TIMEOUT, timeout)) as conn:
+            conn.ensure_connection(max_retries=1, timeout=min(CONNECT_TIMEOUT, timeout))
+    except (ImportError, AttributeError) as exc:
+        scheme = shown.partition("://")[0]
+        raise MissingExtraError(
+            f"broker {shown}: kombu cannot load the client library for {scheme}:// "
+            f"({type(exc).__name__}: {exc})",
+            f"pip install 'celery[{scheme}]'",
+        ) from exc
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        raise BrokerError(
+            f"cannot reach the app's broker {shown}: {text}",
+            "start the broker, or fix the app's broker_url, which the workers use too",
+        ) from exc
+
+
+def ask(app: Any, timeout: float, destination: Sequence[str] = ()) -> FleetAnswers:
+    """Broadcast the census command and a ping at once; at most ``timeout`` (plus a publish)."""
+    started = time.monotonic()
+    check_broker(app, timeout)
+    targets = list(destination) or None
+    limit = len(destination) or None
+    census: dict[str, Any] = {}
+    pings: dict[str, Any] = {}
+    problems: list[str] = []
+
+    def census_call() -> list[Any]:
+        with app.connection_for_write(connect_timeout=CONNECT_TIMEOUT) as conn:
+            result: list[Any] = app.control.broadcast(
+                COMMAND, reply=True, timeout=timeout, destination=targets, limit=limit,
+                connection=conn,
+            )  # fmt: skip
+            return result
+
+    def ping_call() -> list[Any]:
+        with app.connection_for_write(connect_timeout=CONNECT_TIMEOUT) as conn:
+            result: list[Any] = app.control.ping(
+                destination=targets, timeout=timeout, limit=limit, connection=conn
+            )
+            return result
+
+    threads = [
+        threading.Thread(target=_collect, args=(census_call, census, problems), daemon=True,
+                         name="pooldoctor-census"),
+        threading.Thread(target=_collect, args=(ping_call, pings, problems), daemon=True,
+                         name="pooldoctor-ping"),
+    ]  # fmt: skip
+    for thread in threads:
+        thread.start()
+    deadline = started + timeout + CONNECT_TIMEOUT + GRACE
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    # A thread still running is abandoned (a daemon): its nodes count as not answering.
+    return FleetAnswers(
+        replies={k: v if isinstance(v, Mapping) else {"error": repr(v)} for k, v in census.items()},
+        pinged=tuple(sorted(pings)),
+        destination=tuple(destination),
+        received_at=time.time(),
+        seconds=round(time.monotonic() - started, 3),
+        problems=tuple(problems),
+    )
+
+
+def _collect(call: Any, into: dict[str, Any], problems: list[str]) -> None:
+    try:
+        replies = call()
+    except Exception as exc:  # the broker went away mid-way: what came back is what we have
+        problems.append(f"{type(exc).__name__}: {' '.join(str(exc).split())}")
+        return
+    for reply in replies or ():
+        if isinstance(reply, Mapping):
+            into.update(reply)
+
+
+def parse_destination(value: str | None) -> tuple[str, ...]:
+    """``a@h1,b@h2`` as node names, in order, without repeats."""
+    if not value:
+        return ()
+    return tuple(dict.fromkeys(n.strip() for n in value.split(",") if n.strip()))

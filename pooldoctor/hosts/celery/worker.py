@@ -1,0 +1,309 @@
+"""The module a real ``celery worker`` loads (``-A pooldoctor.hosts.celery.worker``).
+
+It loads the project's own Celery app (its signal handlers, its Django fix-up, the installed
+Celery's behaviour), points it at pooldoctor's broker, registers the probe task through the
+subject (a mode or the project's wrapper) and writes one record per task, from the worker process
+that ran it, after every other ``task_postrun`` handler (Celery's Django fix-up included) ran.
+Each task is labelled for the ledger (``name[task id]``) on the thread that runs it, and every
+census also rewrites the process's leak sites (``sites/<pid>.json``): one file per worker process,
+holding where its lost and pinned connections were checked out as of its latest census.
+
+Nothing here runs outside a worker started by :mod:`pooldoctor.hosts.celery.fleet`; the spec comes
+from the file named by ``POOLDOCTOR_SIMULATE``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import threading
+import time
+import weakref
+from pathlib import Path
+from typing import Any
+
+from pooldoctor.core import census, project
+from pooldoctor.core.census import django_pool
+from pooldoctor.core.model import to_dict
+from pooldoctor.core.probes import get_mode
+from pooldoctor.core.probes.task import ECHOES, ProbeFailure, make_probe_task
+from pooldoctor.core.subjects import decorate, is_celery_task, load_wrapper
+from pooldoctor.core.worker_process import WorkerProcess
+from pooldoctor.hosts.inprocess.runner import EXHAUSTION_GRACE, WATCH_INTERVAL
+
+SPEC: dict[str, Any] = json.loads(Path(os.environ["POOLDOCTOR_SIMULATE"]).read_text())
+RECORDS = Path(SPEC["dir"]) / "records"
+SITES = Path(SPEC["dir"]) / "sites"
+PROJECT = project.ProjectSpec.from_dict(SPEC["project"])
+ALIAS = PROJECT.alias
+PROBE_NAME = "pooldoctor.probe"
+
+
+class ChildState:
+    """What one worker process knows about itself (reset in every forked child)."""
+
+    def __init__(self, process: WorkerProcess | None = None) -> None:
+        self.process = process
+        """The inherited pool and the running tasks' labels (set when the process starts)."""
+        self.opened_before = 0
+        self.index = 0
+        self.running: dict[str, float] = {}
+        """Tasks running in this process (several at once in a threads pool) and their start."""
+        self.written: set[str] = set()
+        self.lock = threading.Lock()
+
+
+STATE = ChildState()
+LEDGER = census.Ledger(ALIAS, tracking=SPEC.get("tracking", True))
+
+
+def _pool() -> Any:
+    return django_pool(ALIAS)
+
+
+def _on_child_start(forked: bool = True, **kwargs: Any) -> None:
+    """Runs first in every prefork child, before the project's own handlers: what came from the
+    parent? (Also run once in the worker itself for pools that do not fork.)"""
+    global STATE
+    STATE = ChildState(WorkerProcess(LEDGER, ALIAS, forked=forked))
+    STATE.opened_before = LEDGER.opened
+    threading.Thread(target=_watch, name="pooldoctor-watchdog", daemon=True).start()
+
+
+def _watch() -> None:
+    """Write an 'exhausted' record the moment a task waits with no free slot (never the pool's
+    timeout)."""
+    starved_since: float | None = None
+    while True:
+        time.sleep(WATCH_INTERVAL)
+        running = dict(STATE.running)
+        stats = census.pool_stats(_pool())
+        if running and stats and stats.waiting and stats.free == 0:
+            starved_since = starved_since or time.monotonic()
+            if time.monotonic() - starved_since >= EXHAUSTION_GRACE:
+                detail = (
+                    f"waited for a connection with 0 of {stats.max_size} pool slots free; it "
+                    f"would have failed after the pool timeout ({stats.timeout:g} s)"
+                )
+                for task_id in running:
+                    _write(task_id, {"exhausted": detail}, TimeoutError(detail), None)
+        else:
+            starved_since = None
+        now = time.monotonic()
+        for task_id, started in running.items():
+            if now - started > SPEC["task_timeout"]:
+                detail = f"did not finish within {SPEC['task_timeout']:g} s"
+                _write(task_id, {"hung": detail}, TimeoutError(detail), now - started)
+
+
+def _on_prerun(task_id: str = "", task: Any = None, args: Any = (), **kwargs: Any) -> None:
+    if SPEC.get("kill_token") and len(args) > 1 and args[1] == SPEC["kill_token"]:
+        os.kill(os.getpid(), signal.SIGKILL)  # chaos: a child dying mid-task, as OOM kills do
+    if STATE.process is not None:
+        STATE.process.task_started(task_id, getattr(task, "name", PROBE_NAME))
+    STATE.running[task_id] = time.monotonic()
+
+
+def _on_postrun(task_id: str = "", args: Any = (), state: str = "", retval: Any = None,
+                **kwargs: Any) -> None:  # fmt: skip
+    started = STATE.running.pop(task_id, time.monotonic())
+    _task_finished(task_id)
+    error = retval if isinstance(retval, BaseException) else None
+    _write(task_id, {"state": state, "args": list(args)}, error, time.monotonic() - started)
+
+
+def _task_finished(task_id: str) -> None:
+    if STATE.process is not None:
+        STATE.process.task_finished(task_id)
+
+
+def _write(task_id: str, extra: dict[str, Any], error: BaseException | None,
+           seconds: float | None) -> None:  # fmt: skip
+    with STATE.lock:
+        if task_id in STATE.written:
+            return
+        STATE.written.add(task_id)
+        _write_locked(task_id, extra, error, seconds)
+
+
+def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | None,
+                  seconds: float | None) -> None:  # fmt: skip
+    args = extra.get("args") or []
+    token = args[1] if len(args) > 1 else None
+    echoed = ECHOES.pop(token, None) if token else None
+    census.collect_garbage()
+    pool = _pool()
+    process = STATE.process
+    inherited_id = process.inherited_pool_id if process else None
+    rows, lost, held = LEDGER.snapshot(pool)
+    opened = LEDGER.opened - STATE.opened_before
+    STATE.opened_before = LEDGER.opened
+    record = {
+        "task_id": task_id,
+        "pid": os.getpid(),
+        "index": STATE.index,
+        "ok": error is None,
+        "error": None if error is None else f"{type(error).__name__}: {error}",
+        "expected_error": isinstance(error, ProbeFailure),
+        "seconds": round(seconds or 0.0, 4),
+        "token": token,
+        "echo": echoed[0] if echoed else None,
+        "backend_pid": echoed[1] if echoed else None,
+        "opened": opened,
+        "inherited_pool": inherited_id is not None,
+        "inherited_pool_in_use": pool is not None and id(pool) == inherited_id,
+        "inherited_connections": process.inherited_connections if process else 0,
+        "pool": to_dict(census.pool_stats(pool)),
+        "lost": lost,
+        "held": held,
+        "connections": [to_dict(r) for r in rows],
+        **{k: v for k, v in extra.items() if k != "args"},
+    }
+    STATE.index += 1
+    # Before the record: the parent stops the worker once every record is in, and must find the
+    # sites of the census that record reports.
+    sites = LEDGER.leak_sites(pool, PROJECT.cwd)
+    _replace(SITES / f"{os.getpid()}.json", json.dumps(to_dict(sites), sort_keys=True))
+    _replace(RECORDS / f"{task_id}.json", json.dumps(record, sort_keys=True))
+
+
+def _replace(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(text)
+    tmp.replace(path)  # the parent never reads half a file
+
+
+def _load_app() -> Any:
+    if SPEC["app"]:
+        from celery import Celery
+
+        found = load_wrapper(SPEC["app"]) if SPEC["app"].endswith("()") else _attr(SPEC["app"])
+        if not isinstance(found, Celery):
+            raise SystemExit(f"--app {SPEC['app']} is a {type(found).__name__}, not a Celery app")
+        return found
+    from celery import Celery
+
+    app = Celery("pooldoctor")
+    app.config_from_object("django.conf:settings", namespace="CELERY")
+    return app
+
+
+def _attr(spec: str) -> Any:
+    import importlib
+
+    module, _, attr = spec.partition(":")
+    value: Any = importlib.import_module(module)
+    for part in attr.split("."):
+        value = getattr(value, part)
+    return value
+
+
+def _set_fixup(app: Any, mode: str) -> bool:
+    """Django fix-up on, off, or as the app's creation left it; returns whether it is on."""
+    from celery import signals
+
+    fixups = [f for f in getattr(app, "_fixups", []) if type(f).__name__ == "DjangoFixup"]
+    if mode == "on" and not fixups:
+        from celery.fixups.django import DjangoFixup
+
+        app._fixups.append(DjangoFixup(app).install())
+        return True
+    if mode == "off":
+        for fixup in fixups:
+            signals.import_modules.disconnect(fixup.on_import_modules, sender=app)
+            signals.worker_init.disconnect(dispatch_uid=getattr(fixup, "_worker_init_uid", None))
+            signals.worker_init.disconnect(fixup.on_worker_init)
+            app._fixups.remove(fixup)
+        return False
+    return bool(fixups) or mode == "on"
+
+
+def _signal_handlers() -> list[str]:
+    from celery import signals
+
+    names = []
+    for name in ("worker_process_init", "worker_process_shutdown", "task_prerun", "task_postrun"):
+        for _, receiver in getattr(signals, name).receivers:
+            target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
+            func = getattr(target, "__func__", target)
+            module = getattr(func, "__module__", "?")
+            if module and module.startswith("pooldoctor."):
+                continue
+            names.append(f"{name}: {module}.{getattr(func, '__qualname__', func)}")
+    return sorted(set(names))
+
+
+def _bootstrap() -> Any:
+    from celery import signals
+
+    project.prepare_sys_path(PROJECT)
+    os.environ["DJANGO_SETTINGS_MODULE"] = PROJECT.settings
+    project.import_settings(PROJECT.settings)
+    entry = project.database_settings(ALIAS)
+    project.apply_overrides(entry, PROJECT, SPEC["application_name"])
+    # Ours first: it must see the child exactly as forked, before the project's handlers.
+    signals.worker_process_init.connect(_on_child_start, weak=False)
+    app = _load_app()
+    fixup = _set_fixup(app, SPEC["django_fixup"])
+    conf = dict(SPEC["celery_conf"])
+    namespace = getattr(app, "namespace", None)
+    if namespace:
+        # With config_from_object(namespace="CELERY") a CELERY_BROKER_URL setting outranks
+        # broker_url (Celery 5.5): set both spellings.
+        conf.update({f"{namespace}_{key.upper()}": value for key, value in conf.items()})
+    app.conf.update(conf)
+    import django
+
+    django.setup()
+    LEDGER.install()
+    run: Any
+    if SPEC["subject"]["kind"] == "mode":
+        mode = get_mode(SPEC["subject"]["name"])
+        run = mode.wrap(make_probe_task(ALIAS, thread_sensitive=mode.thread_sensitive))
+    else:
+        run = decorate(SPEC["subject"]["name"], load_wrapper(SPEC["subject"]["name"]),
+                       make_probe_task(ALIAS))  # fmt: skip
+    name = run.name if is_celery_task(run) else PROBE_NAME
+    if not is_celery_task(run):
+        app.task(name=PROBE_NAME, ignore_result=True)(run)
+
+    def on_worker_init(**kwargs: Any) -> None:
+        # Connected now, so that they run after the fix-up's handlers (installed at worker_init).
+        signals.task_prerun.connect(_on_prerun, weak=False)
+        signals.task_postrun.connect(_on_postrun, weak=False)
+        if SPEC["pool"] != "prefork":
+            _on_child_start(forked=False)  # threads, solo, gevent: tasks run in this process
+
+    def on_ready(**kwargs: Any) -> None:
+        import celery
+
+        info = {"task": name, "celery": celery.__version__, "django_fixup": fixup,
+                "signal_handlers": _signal_handlers(), "pid": os.getpid()}  # fmt: skip
+        ready = Path(SPEC["dir"]) / "ready.json"
+        ready.with_suffix(".tmp").write_text(json.dumps(info))
+        ready.with_suffix(".tmp").replace(ready)  # the parent polls for it: never half a file
+
+    def discard_inherited_pool(**kwargs: Any) -> None:
+        # The fix pooldoctor recommends for an inherited pool, run to prove it measures clean.
+        from django.db import connections
+
+        with contextlib.suppress(KeyError):
+            connections[ALIAS].close_pool()
+
+    signals.worker_init.connect(on_worker_init, weak=False)
+    if SPEC.get("apply_fix"):
+        signals.worker_process_init.connect(discard_inherited_pool, weak=False)
+    signals.worker_ready.connect(on_ready, weak=False)
+    if SPEC["warm_parent"]:
+        # A query before the fork, as module-level code, AppConfig.ready() or worker_init do.
+        from django.db import connections
+
+        with connections[ALIAS].cursor() as cursor:
+            cursor.execute("SELECT 1")
+        connections[ALIAS].close()
+    return app
+
+
+app = _bootstrap()
