@@ -26,7 +26,7 @@ from pooldoctor.commands import report as saved
 from pooldoctor.commands.check import CheckOptions, run_check, subject_count
 from pooldoctor.commands.scan import run_scan, select_checks
 from pooldoctor.core import verdict
-from pooldoctor.core.model import Report, SubjectRun
+from pooldoctor.core.model import InspectReport, Report, SimulateReport, SubjectRun
 from pooldoctor.core.probes import all_modes
 from pooldoctor.core.project_tasks import parse_arguments
 from pooldoctor.core.subjects import Subject
@@ -35,7 +35,6 @@ from pooldoctor.hosts.celery.fleet import FleetOptions
 from pooldoctor.hosts.inprocess.isolation import Progress
 from pooldoctor.reporters import Format, infer_format, render
 from pooldoctor.reporters.scan import ScanFormat
-from pooldoctor.reporters.scan import render as render_scan
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 nothing reached --fail-on; 1 a project wrapper or task reached --fail-on; "
@@ -291,8 +290,7 @@ def _check(
     )
     with _progress(subject_count(options)) as progress:
         report = run_check(options, progress=progress)
-    _emit(report, infer_format(output, fmt), output, fail_on)
-    return ExitCode.FAILED if verdict.report_fails(report, fail_on) else ExitCode.OK
+    return _emit(report, infer_format(output, fmt), output, fail_on)
 
 
 @contextlib.contextmanager
@@ -312,12 +310,16 @@ def _progress(total: int) -> Iterator[Progress | None]:
         yield advance
 
 
-def _emit(report: Report, fmt: Format, output: str | None, fail_on: str) -> None:
-    color = output is None and sys.stdout.isatty()
+def _emit(
+    report: Report | SimulateReport | InspectReport, fmt: str, output: str | None, fail_on: str
+) -> int:
+    """Render the report where it goes and return the exit code its command gives."""
+    color = output is None and fmt == "text" and sys.stdout.isatty()
     text = render(report, fmt, fail_on=fail_on, width=None if color else 100, color=color)
     _write_report(text, output)
     if output:
         click.echo(f"pooldoctor: {report.verdict.value}: report written to {output}", err=True)
+    return ExitCode.FAILED if verdict.report_fails(report, fail_on) else ExitCode.OK
 
 
 def _check_writable(output: str | None) -> None:
@@ -404,8 +406,6 @@ def simulate(**kwargs: Any) -> int:
     worker process what happened to the pool: inherited connections, crossed replies, lost and
     pinned connections, churn, errors. Runs the project's Celery configuration for real."""
     from pooldoctor.commands.simulate import SimulateOptions, run_simulate
-    from pooldoctor.reporters.simulate import fails as fleet_fails
-    from pooldoctor.reporters.simulate import render as render_simulation
 
     settings = kwargs["settings"]
     if not settings:
@@ -434,13 +434,7 @@ def simulate(**kwargs: Any) -> int:
     output = kwargs["output"]
     _check_writable(output)
     report = run_simulate(options)
-    fmt = infer_format(output, kwargs["fmt"]).value
-    text = render_simulation(report, fmt, kwargs["fail_on"])
-    _write_report(text, output)
-    failing = [
-        r for r in report.results if r.kind == "wrapper" and fleet_fails(r, kwargs["fail_on"])
-    ]
-    return ExitCode.FAILED if failing else ExitCode.OK
+    return _emit(report, infer_format(output, kwargs["fmt"]), output, kwargs["fail_on"])
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -508,8 +502,6 @@ def inspect(**kwargs: Any) -> int:
     reset in the workers, and the one server session pooldoctor opens is read-only."""
     from pooldoctor.commands.inspect import InspectOptions, inspect_once, load
     from pooldoctor.hosts.celery.control import parse_destination
-    from pooldoctor.reporters.inspect import fails as inspect_fails
-    from pooldoctor.reporters.inspect import render as render_inspect
 
     options = InspectOptions(
         app=kwargs["app"],
@@ -526,23 +518,16 @@ def inspect(**kwargs: Any) -> int:
     target = load(options)
     if kwargs["watch"] is not None:
         _watch(lambda: inspect_once(target, options), kwargs["watch"], fmt, output, fail_on)
-    report = inspect_once(target, options)
-    color = output is None and fmt == "text" and sys.stdout.isatty()
-    text = render_inspect(report, fmt, fail_on, width=None if color else 100, color=color)
-    _write_report(text, output)
-    if output:
-        click.echo(f"pooldoctor: {report.verdict.value}: report written to {output}", err=True)
-    return ExitCode.FAILED if inspect_fails(report, fail_on) else ExitCode.OK
+    return _emit(inspect_once(target, options), fmt, output, fail_on)
 
 
 def _watch(ask: Any, interval: float, fmt: str, output: str | None, fail_on: str) -> None:
     """Until Ctrl-C (which main() turns into exit 130): a live table on a terminal, else one
     report per interval."""
     from pooldoctor.commands.watch import watch
-    from pooldoctor.reporters.inspect import render as render_inspect
 
     def emit(report: Any) -> None:
-        _write_report(render_inspect(report, fmt, fail_on), output)
+        _write_report(render(report, fmt, fail_on=fail_on, width=100), output)
         sys.stdout.flush()
 
     terminal = output is None and fmt == "text" and sys.stdout.isatty()
@@ -616,7 +601,7 @@ def scan(
     _check_writable(output)
     excluded = [*exclude, *_config_list(root, "exclude")]
     result = run_scan(root, list(paths), checks, excluded)
-    text = render_scan(result, ScanFormat(fmt), checks)
+    text = render(result, fmt, checks=checks)
     _write_report(text, output)
     return ExitCode.FAILED if result.reaches(fail_on) else ExitCode.OK
 

@@ -20,7 +20,7 @@ from pooldoctor.core.model import (
     ThreadConnection,
     Verdict,
 )
-from pooldoctor.core.verdict import symptoms_of
+from pooldoctor.core.verdict import subject_result, symptoms_of
 
 FIX_SUBJECT = "async_to_sync"
 
@@ -281,7 +281,7 @@ def result(
     stop: StopReason = StopReason.DONE,
     summary: str = "what happened",
 ) -> SubjectResult:
-    return SubjectResult(
+    return subject_result(
         run=SubjectRun(
             subject=subject,
             kind=kind,
@@ -413,7 +413,7 @@ def test_no_pd203_for_the_transaction_of_the_task_still_in_progress() -> None:
 
     # THEN no task died mid-transaction: PD205 for the hang, and no PD203, as the symptoms of
     # the same run (drawn from the completed tasks) already say
-    assert not any("poisoned" in s for s in symptoms_of(hung.run))
+    assert not any("poisoned" in s for s in symptoms_of(hung))
     assert codes(findings) == ["PD205"]
 
 
@@ -486,6 +486,6 @@ def test_a_refused_write_is_known_by_its_sqlstate_in_any_language() -> None:
         sqlstate="25006",
     )
     other = dataclasses.replace(census(1), ok=False, error="ValueError: no", sqlstate=None)
-    run = result("w", Verdict.ERROR, census=(refused, other)).run
+    run = result("w", Verdict.ERROR, census=(refused, other))
     # THEN it counts as a refused write, and the other failure does not
     assert findings.refused_writes(run) == 1

@@ -15,7 +15,7 @@ from conftest import FIXTURES, pooldoctor
 from reporters.conftest import build_simulate_report
 
 from pooldoctor.commands import report as saved
-from pooldoctor.reporters.simulate import as_json as simulation_json
+from pooldoctor.reporters.json import render as simulation_json
 
 LEAKY = FIXTURES / "leaky"
 RECIPE = "mysite.celeryapp:async_task_wrapper"

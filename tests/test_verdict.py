@@ -688,6 +688,8 @@ FAILING = {
     (Verdict.PINNED, "pinned"),
     (Verdict.ERROR, "leak"),
     (Verdict.ERROR, "pinned"),
+    (Verdict.UNSAFE, "leak"),
+    (Verdict.UNSAFE, "pinned"),
 }
 
 

@@ -20,7 +20,7 @@ from importlib import metadata
 from typing import Any
 
 from pooldoctor.core import findings, project, verdict
-from pooldoctor.core.model import PROJECT_KINDS, DatabaseInfo, Report, SubjectResult, Verdict
+from pooldoctor.core.model import PROJECT_KINDS, DatabaseInfo, Fix, Report, SubjectResult, Verdict
 from pooldoctor.core.probes import all_modes
 from pooldoctor.core.probes.task import make_probe_task
 from pooldoctor.core.project_tasks import parse_task, resolve_task
@@ -143,9 +143,9 @@ def migrate(alias: str) -> None:
 def with_write_hint(result: SubjectResult, dsn: str) -> SubjectResult:
     """A project subject whose tasks failed on the read-only session gets a symptom saying how
     to let it write."""
-    if result.run.kind not in PROJECT_KINDS or not findings.refused_writes(result.run):
+    if result.kind not in PROJECT_KINDS or not findings.refused_writes(result):
         return result
-    hint = findings.write_hint(result.run.kind, dsn)
+    hint = findings.write_hint(result.kind, dsn)
     return dataclasses.replace(result, symptoms=(*result.symptoms, hint))
 
 
@@ -165,8 +165,8 @@ def build_report(
         ),
         None,
     )
-    fix = next((m.fix for m in all_modes() if m.name == fix_subject), None)
-    own = [r for r in results if r.run.kind in PROJECT_KINDS]
+    code = next((m.fix for m in all_modes() if m.name == fix_subject), None)
+    own = [r for r in results if r.kind in PROJECT_KINDS]
     overall = verdict.worst([r.verdict for r in own])
     audit = findings.audit_config(
         database.pool,
@@ -183,8 +183,7 @@ def build_report(
         database=database,
         results=results,
         findings=tuple(audit + findings.measured(results, fix_subject) + refused),
-        fix=fix,
-        fix_subject=fix_subject,
+        fix=Fix(subject=fix_subject, code=code) if code is not None else None,
         seconds=round(seconds, 3),
     )
 

@@ -13,16 +13,17 @@ import dataclasses
 import importlib.util
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from pooldoctor.commands import check
 from pooldoctor.core import project
 from pooldoctor.core.findings.fleet import DISCARD_POOL_FIX, fleet_findings
-from pooldoctor.core.model import DatabaseInfo, Finding
+from pooldoctor.core.model import Fix, FleetResult, SimulateReport, Verdict
+from pooldoctor.core.probes import get_mode
 from pooldoctor.core.subjects import Subject, parse_wrapper, select_modes
-from pooldoctor.core.verdict.fleet import RANK, FleetResult, judge_fleet
+from pooldoctor.core.verdict import worst
+from pooldoctor.core.verdict.fleet import judge_fleet
 from pooldoctor.errors import MissingExtraError, PooldoctorError, UsageError
 from pooldoctor.hosts.celery.fleet import FleetOptions, FleetRecords, kill_all, run_fleet
 
@@ -34,20 +35,6 @@ BROKER_TIMEOUT = 3.0
 class SimulateOptions:
     check: check.CheckOptions
     fleet: FleetOptions
-
-
-@dataclasses.dataclass(frozen=True)
-class SimulateReport:
-    verdict: str
-    headline: str
-    environment: Mapping[str, str]
-    database: DatabaseInfo
-    celery: Mapping[str, Any]
-    results: tuple[FleetResult, ...]
-    findings: tuple[Finding, ...]
-    fix: str | None
-    fix_subject: str | None
-    seconds: float
 
 
 def run_simulate(options: SimulateOptions,
@@ -109,14 +96,13 @@ def run_simulate(options: SimulateOptions,
         )
     ready = next((r.ready for r in raw if r.ready), {})
     wrappers = [r for r in results if r.kind == "wrapper"]
-    overall = max((r.verdict for r in wrappers), key=RANK.__getitem__, default="clean")
+    overall = worst([r.verdict for r in wrappers])
     fix_subject = next((n for n in check.FIX_PREFERENCE for r in results
                         if r.subject == n and r.verdict == "clean"), None)  # fmt: skip
-    fix = DISCARD_POOL_FIX if proof_result is not None else None
-    if fix is None and fix_subject:
-        from pooldoctor.core.probes import get_mode
-
-        fix = get_mode(fix_subject).fix
+    fix = Fix("discard-inherited-pool", DISCARD_POOL_FIX) if proof_result is not None else None
+    code = get_mode(fix_subject).fix if fix_subject else None
+    if fix is None and code is not None:
+        fix = Fix(fix_subject, code)
     return SimulateReport(
         verdict=overall,
         headline=_headline(wrappers, results),
@@ -134,7 +120,6 @@ def run_simulate(options: SimulateOptions,
         results=tuple(results),
         findings=tuple(fleet_findings(results, proof, database.pool is not None)),
         fix=fix,
-        fix_subject="discard-inherited-pool" if proof_result is not None else fix_subject,
         seconds=round(time.monotonic() - started, 3),
     )
 
@@ -194,7 +179,7 @@ def _headline(wrappers: list[FleetResult], results: list[FleetResult]) -> str:
         bad = [r.subject for r in results if r.verdict != "clean"]
         return (f"No project wrapper named: {len(results)} subjects simulated ({len(bad)} not "
                 "clean). Name yours with --wrapper MODULE:ATTR.")  # fmt: skip
-    worst = max(wrappers, key=lambda r: RANK[r.verdict])
-    if worst.verdict == "clean":
+    top = max(wrappers, key=lambda r: r.verdict.rank)
+    if top.verdict is Verdict.CLEAN:
         return f"Clean: {', '.join(r.subject for r in wrappers)} across every worker process."
-    return f"{worst.verdict.upper()}: {worst.subject}: {worst.summary}."
+    return f"{top.verdict.upper()}: {top.subject}: {top.summary}."

@@ -14,7 +14,7 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
-from pooldoctor.core.live_model import InspectReport
+from pooldoctor.core.model import InspectReport
 from pooldoctor.reporters.inspect import header_lines, table
 
 

@@ -2,8 +2,17 @@
 
 Everything here is a frozen dataclass built from plain values, so a subject process can send its
 census to the parent as JSON, verdict rules can be tested with hand-built values, and reporters only
-render. ``to_dict``/``from_dict`` are the wire format between processes and the core of the JSON
-report.
+render. :mod:`pooldoctor.core.serde` converts any of them to JSON and back, with no hand-written
+mirror: the JSON report *is* the model.
+
+One measured OS process, judged, is a :class:`ProcessResult` whoever ran it: check's subject
+process, a simulated Celery worker process, a live worker process answering ``inspect``. The three
+reports compose it the same way, subject (or node) → processes → tasks, on a common
+:class:`Outcome` (verdict, headline, environment, findings, seconds):
+
+- :class:`Report` (check): :class:`SubjectResult` per subject, each one process;
+- :class:`SimulateReport`: :class:`FleetResult` per subject, one process per worker;
+- :class:`InspectReport`: :class:`NodeResult` per live worker node, one process per worker process.
 """
 
 from __future__ import annotations
@@ -11,7 +20,12 @@ from __future__ import annotations
 import dataclasses
 import enum
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
+
+# Every layer converts through the model: these two are re-exported from here.
+from pooldoctor.core.serde import from_dict as from_dict
+from pooldoctor.core.serde import to_dict as to_dict
+from pooldoctor.core.serde import was
 
 
 class Verdict(enum.StrEnum):
@@ -22,6 +36,9 @@ class Verdict(enum.StrEnum):
     PINNED = "pinned"
     ERROR = "error"
     LEAK = "leak"
+    UNSAFE = "unsafe"
+    """Replies crossed between processes, or a connection another process opened was used: silent
+    cross-talk between worker processes (simulate), the worst there is."""
 
     @property
     def rank(self) -> int:
@@ -34,6 +51,7 @@ _RANK = {
     Verdict.PINNED: 1,
     Verdict.ERROR: 2,
     Verdict.LEAK: 3,
+    Verdict.UNSAFE: 4,
 }
 
 
@@ -215,10 +233,24 @@ class SubjectRun:
 
 
 @dataclasses.dataclass(frozen=True)
-class SubjectResult:
-    """A subject's verdict with the numbers that justify it."""
+class Evidence:
+    """Every census a subject's process took, and what ran it."""
 
-    run: SubjectRun
+    pooled: bool
+    celery_task: bool
+    census: tuple[TaskCensus, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class SubjectResult:
+    """A check subject's verdict with the numbers that justify it (its one process's census is
+    its :attr:`evidence`)."""
+
+    JSON_EXTRAS: ClassVar[tuple[str, ...]] = ("tasks", "failed_tasks")
+
+    subject: str
+    kind: str
+    """``mode``, ``wrapper`` or ``task`` (:data:`PROJECT_KINDS` are the project's own)."""
     verdict: Verdict
     summary: str
     """One sentence: what happened, with the key numbers."""
@@ -229,18 +261,217 @@ class SubjectResult:
     symptoms: tuple[str, ...]
     """Errors tasks met that the probe did not cause on purpose (pool timeouts, poisoned
     connections, ...), each with how many tasks met it."""
+    stop: StopReason
+    stop_detail: str | None
+    evidence: Evidence
+    description: str = ""
+    tasks_planned: int | None = None
+    """None only in a report saved before the key existed: then the tasks that ran."""
+    seconds: float = 0.0
+    leak_sites: tuple[LeakSite, ...] = ()
+    checkouts: int = 0
+    returns: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tasks_planned is None:
+            object.__setattr__(self, "tasks_planned", len(self.evidence.census))
 
     @property
-    def subject(self) -> str:
-        return self.run.subject
+    def census(self) -> tuple[TaskCensus, ...]:
+        return self.evidence.census
 
     @property
     def tasks(self) -> int:
-        return len(self.run.census)
+        return len(self.evidence.census)
 
     @property
     def failed_tasks(self) -> int:
-        return sum(1 for c in self.run.census if not c.ok)
+        return sum(1 for c in self.evidence.census if not c.ok)
+
+
+@dataclasses.dataclass(frozen=True)
+class PinnedConnection:
+    """A connection checked out between tasks by a live thread (a live worker's census)."""
+
+    thread: str
+    thread_role: str
+    held_seconds: float
+    """Its age now: the age in the snapshot plus the time since the snapshot."""
+    transaction: str
+    backend_pid: int | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerSession:
+    """One row of pg_stat_activity (times as ISO 8601 strings, or None)."""
+
+    pid: int
+    application_name: str
+    client_addr: str | None
+    state: str | None
+    backend_start: str | None
+    state_change: str | None
+    xact_start: str | None
+
+
+@dataclasses.dataclass(frozen=True)
+class ProcessResult:
+    """One OS process's connections, judged: a simulated worker process or a live one.
+
+    The numbers are the process's own since it started (a prefork child's inherited counts are
+    taken off). Fields a host cannot measure keep their defaults: simulate has no server rows per
+    process, inspect no per-task census.
+    """
+
+    JSON_EXTRAS: ClassVar[tuple[str, ...]] = ("lost", "held", "opened", "inherited")
+
+    pid: int
+    verdict: Verdict
+    summary: str
+    tasks: int = 0
+    failed_tasks: int = 0
+    lost_slots: int = was("lost", default=0)
+    """Connections given up while checked out (pool slots, or server connections without one)."""
+    held_connections: int = was("held", default=0)
+    """Connections checked out between tasks by live threads."""
+    connections_opened: int = was("opened", default=0)
+    """Server connections this process opened (churn)."""
+    adopted_connections: int = was("inherited", default=0)
+    """Idle connections it found in the pool it inherited from its parent at fork."""
+    inherited_connections: int = 0
+    """Connections another process opened that this one used: one socket, several processes."""
+    inherited_pool: bool = False
+    """It ran tasks on the pool its parent created before the fork."""
+    crossed_replies: int = 0
+    """Tasks that got another task's query result back as their own."""
+    checkouts: int = 0
+    returns: int = 0
+    pool: PoolStats | None = None
+    tasks_until_exhaustion: int | None = None
+    leak_sites: tuple[LeakSite, ...] = ()
+    census: tuple[TaskCensus, ...] = ()
+    """The census after each task, when the host streams them (simulate)."""
+    node: str | None = None
+    """The worker node it belongs to (inspect)."""
+    main: bool = False
+    """The worker's main process runs the tasks itself (solo, threads pools)."""
+    pinned: tuple[PinnedConnection, ...] = ()
+    backend_pids: tuple[int, ...] = ()
+    """Backend pids of its connections, as the process sees them."""
+    server_sessions: tuple[ServerSession, ...] = ()
+    """The server's rows for those backend pids."""
+    gone_from_server: tuple[int, ...] = ()
+    """Backend pids the process still has that the server no longer lists."""
+    updated_seconds_ago: float | None = None
+    """How old its snapshot was when it was read (inspect)."""
+
+    # inspect's first names for the same numbers, kept in the JSON for its readers
+    @property
+    def lost(self) -> int:
+        return self.lost_slots
+
+    @property
+    def held(self) -> int:
+        return self.held_connections
+
+    @property
+    def opened(self) -> int:
+        return self.connections_opened
+
+    @property
+    def inherited(self) -> int:
+        return self.adopted_connections
+
+
+@dataclasses.dataclass(frozen=True)
+class FleetResult:
+    """A subject run on real worker processes (simulate): each process judged, and the fleet."""
+
+    JSON_EXTRAS: ClassVar[tuple[str, ...]] = ("lost_slots", "held_connections", "evidence")
+
+    subject: str
+    kind: str
+    verdict: Verdict
+    summary: str
+    workers: tuple[ProcessResult, ...]
+    tasks: int
+    """Tasks sent to the workers."""
+    tasks_lost: int = 0
+    failed_tasks: int = 0
+    crossed_replies: int = 0
+    shared_backends: Mapping[int, tuple[int, ...]] = dataclasses.field(default_factory=dict)
+    """Backend pid → the worker pids it answered: more than one means a shared socket."""
+    connections_per_task: float = 0.0
+    children_died: tuple[Mapping[str, str], ...] = ()
+    stop_detail: str | None = None
+    errors: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def lost_slots(self) -> int:
+        return sum(w.lost_slots for w in self.workers)
+
+    @property
+    def held_connections(self) -> int:
+        return sum(w.held_connections for w in self.workers)
+
+    @property
+    def evidence(self) -> dict[str, tuple[TaskCensus, ...]]:
+        """Each worker process's census by pid (the key simulate's JSON always had)."""
+        return {str(w.pid): w.census for w in self.workers}
+
+
+class NodeStatus(enum.StrEnum):
+    """How a live worker node answered the census."""
+
+    ANSWERED = "answered"
+    NOT_INSTALLED = "not-installed"
+    """It answered the host's remote control, but pooldoctor is not installed in it."""
+    NO_ANSWER = "no-answer"
+    """Nothing came back within --timeout (a --destination that no live worker has)."""
+    FAILED = "failed"
+    """The census command itself raised in the worker."""
+
+
+@dataclasses.dataclass(frozen=True)
+class NodeResult:
+    """A live worker node (inspect) and its processes."""
+
+    node: str
+    status: NodeStatus
+    verdict: Verdict
+    summary: str
+    pid: int | None = None
+    pool: str | None = None
+    """The worker's pool: prefork, threads, solo ..."""
+    concurrency: int | None = None
+    alias: str | None = None
+    tracking: bool | None = None
+    pooldoctor: str | None = None
+    processes: tuple[ProcessResult, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class SessionGroup:
+    """Sessions no worker process claims, grouped by who and what they are."""
+
+    application_name: str
+    client_addr: str | None
+    state: str | None
+    count: int
+    pids: tuple[int, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class ServerResult:
+    dsn: str
+    """The project's database, password masked."""
+    available: bool
+    detail: str | None
+    """Why the server view is missing, when it is."""
+    sessions: int = 0
+    """Client sessions on the database (pooldoctor's own excluded)."""
+    unmatched: tuple[SessionGroup, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,6 +483,15 @@ class Finding:
     message: str
     fix: str
     subject: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Fix:
+    """Code of a way to run the work that measured clean in the same run, and where."""
+
+    subject: str | None
+    """The subject (mode, or the proof run) it measured clean on."""
+    code: str
 
 
 @dataclasses.dataclass(frozen=True)
@@ -271,82 +511,63 @@ class DatabaseInfo:
 
 
 @dataclasses.dataclass(frozen=True)
-class Report:
-    """The whole outcome of ``pooldoctor check``: what every reporter renders."""
+class Outcome:
+    """What every command's report has: the verdict, one sentence, the versions, the findings."""
 
     verdict: Verdict
     headline: str
     environment: Mapping[str, str]
-    database: DatabaseInfo
-    results: tuple[SubjectResult, ...]
     findings: tuple[Finding, ...]
-    fix: str | None
-    """Code of a way to run async ORM code that measured clean here, if any did."""
-    fix_subject: str | None
     seconds: float
 
 
-def to_dict(value: Any) -> Any:
-    """A JSON-ready copy of a dataclass tree (enums become their values)."""
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_dict(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, list | tuple):
-        return [to_dict(v) for v in value]
-    if isinstance(value, Mapping):
-        return {str(k): to_dict(v) for k, v in value.items()}
-    return value
+@dataclasses.dataclass(frozen=True)
+class Report(Outcome):
+    """The whole outcome of ``pooldoctor check``: what every reporter renders."""
+
+    database: DatabaseInfo
+    results: tuple[SubjectResult, ...]
+    fix: Fix | None = None
+    """A way to run async ORM code that measured clean here, if any did."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SimulateReport(Outcome):
+    """The whole outcome of ``pooldoctor simulate``."""
+
+    JSON_EXTRAS: ClassVar[tuple[str, ...]] = ("workers",)
+
+    database: DatabaseInfo
+    celery: Mapping[str, Any]
+    """The worker as it ran: version, pool, concurrency, fix-up, warm parent, broker, handlers."""
+    results: tuple[FleetResult, ...]
+    fix: Fix | None = None
+
+    @property
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker process of every subject, flat, each with its subject."""
+        return [{"subject": r.subject, **to_dict(w)} for r in self.results for w in r.workers]
+
+
+@dataclasses.dataclass(frozen=True)
+class InspectReport(Outcome):
+    """The whole outcome of ``pooldoctor inspect``."""
+
+    broker: str
+    """The app's broker URL, password masked."""
+    timeout: float
+    destination: tuple[str, ...]
+    nodes: tuple[NodeResult, ...]
+    server: ServerResult
+
+    @property
+    def processes(self) -> tuple[ProcessResult, ...]:
+        return tuple(p for n in self.nodes for p in n.processes)
 
 
 def task_census_from_dict(data: Mapping[str, Any]) -> TaskCensus:
-    pool = data.get("pool")
-    server = data.get("server")
-    return TaskCensus(
-        index=data["index"],
-        kind=data["kind"],
-        ok=data["ok"],
-        error=data["error"],
-        expected_error=data["expected_error"],
-        seconds=data["seconds"],
-        pool=PoolStats(**pool) if pool else None,
-        lost=data["lost"],
-        held=data["held"],
-        connections=tuple(ThreadConnection(**c) for c in data["connections"]),
-        sqlstate=data.get("sqlstate"),
-        server=ServerView(
-            backends=server["backends"],
-            idle_in_transaction=server["idle_in_transaction"],
-            pids=tuple(server["pids"]),
-        )
-        if server
-        else None,
-    )
+    return from_dict(TaskCensus, data)
 
 
 def leak_site_from_dict(data: Mapping[str, Any]) -> LeakSite:
-    return LeakSite(
-        kind=LeakKind(data["kind"]),
-        file=data["file"],
-        line=data["line"],
-        function=data["function"],
-        thread=data["thread"],
-        count=data["count"],
-        reason=data["reason"],
-        tasks=tuple(data.get("tasks", ())),
-        thread_names=tuple(data.get("thread_names", ())),
-        stack=tuple(
-            StackEntry(**{**entry, "folded": tuple(entry.get("folded", ()))})
-            for entry in data.get("stack", ())
-        ),
-    )
-
-
-def finding_from_dict(data: Mapping[str, Any]) -> Finding:
-    return Finding(
-        code=data["code"],
-        severity=Severity(data["severity"]),
-        message=data["message"],
-        fix=data["fix"],
-        subject=data.get("subject"),
-    )
+    return from_dict(LeakSite, data)

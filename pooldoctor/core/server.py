@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from pooldoctor.core import project
-from pooldoctor.core.live_model import ServerSession
+from pooldoctor.core.model import ServerSession
 
 APPLICATION_NAME = "pooldoctor:inspect"
 CONNECT_TIMEOUT = 5

@@ -1,17 +1,25 @@
-"""Reporters: every output format renders the same
-:class:`~pooldoctor.core.model.Report` to a string.
+"""Reporters: every command's report in every format, rendered to a string.
 
-Each module exposes ``render(report) -> str`` and computes nothing: verdicts, summaries and
-findings are decided before a reporter sees them, so all formats always agree.
+One module per format for check (``console``, ``json``, ``junit``, ``github``), one per other
+command for its formats (``simulate``, ``inspect``, ``scan``), all built on the same pieces (the
+console and its tables, the JSON of the model, annotations, leak site lines). :func:`render`
+takes any report. Nothing here computes: verdicts, summaries and findings are decided before a
+reporter sees them, so all formats always agree.
 """
 
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from pathlib import PurePath
+from typing import TYPE_CHECKING
 
-from pooldoctor.core.model import Report
+from pooldoctor.core.model import InspectReport, Report, SimulateReport
 from pooldoctor.reporters import console, github, json, junit
+from pooldoctor.scan.model import ScanResult
+
+if TYPE_CHECKING:
+    from pooldoctor.scan.checks import Check
 
 
 class Format(enum.StrEnum):
@@ -24,14 +32,30 @@ class Format(enum.StrEnum):
 
 
 def render(
-    report: Report,
-    fmt: Format,
+    report: Report | SimulateReport | InspectReport | ScanResult,
+    fmt: str,
     *,
     fail_on: str = "leak",
     width: int | None = None,
     color: bool = False,
+    checks: Sequence[Check] | None = None,
 ) -> str:
-    """Render ``report`` as ``fmt``; options a format does not use are ignored."""
+    """Render any command's report as ``fmt``; options a format does not use are ignored (scan's
+    SARIF lists ``checks``, every check without them)."""
+    if isinstance(report, SimulateReport):
+        from pooldoctor.reporters import simulate
+
+        return simulate.render(report, fmt, fail_on, width=width, color=color)
+    if isinstance(report, InspectReport):
+        from pooldoctor.reporters import inspect
+
+        return inspect.render(report, fmt, fail_on, width=width, color=color)
+    if isinstance(report, ScanResult):
+        from pooldoctor.reporters import scan
+        from pooldoctor.scan.checks import all_checks
+
+        return scan.render(report, scan.ScanFormat(fmt), all_checks() if checks is None else checks)
+    fmt = Format(fmt)
     if fmt is Format.TEXT:
         return console.render(report, width=width, color=color)
     if fmt is Format.JSON:

@@ -18,7 +18,9 @@ from rich.text import Text
 
 from pooldoctor.core.model import (
     DatabaseInfo,
+    InspectReport,
     Report,
+    SimulateReport,
     SubjectResult,
     TaskCensus,
     ThreadConnection,
@@ -32,6 +34,7 @@ VERDICT_STYLES: Mapping[Verdict, str] = {
     Verdict.CLEAN: "green",
     Verdict.ERROR: "magenta",
     Verdict.SKIPPED: "dim",
+    Verdict.UNSAFE: "bold red",
 }
 
 # Environment keys shown first, in this order, with the spelling users know; others follow sorted.
@@ -63,10 +66,10 @@ TABLE_COLUMNS = (
 )
 
 
-def render(report: Report, *, width: int | None = 100, color: bool = False) -> str:
-    """The report as terminal text; ANSI colours only when ``color`` is true."""
-    out = io.StringIO()
-    console = Console(
+def new_console(out: io.StringIO, *, width: int | None = 100, color: bool = False) -> Console:
+    """The console every text report prints to: ANSI colours only when ``color`` is true, no
+    markup or emoji read from the project's strings."""
+    return Console(
         file=out,
         width=width,
         force_terminal=color,
@@ -77,37 +80,80 @@ def render(report: Report, *, width: int | None = 100, color: bool = False) -> s
         # Lines stay whole (the terminal soft-wraps them) so evidence can be grepped and copied.
         soft_wrap=True,
     )
-    console.print(Text(title_line(report.database), style="bold"))
-    environment = environment_line(report.environment)
-    if environment:
-        console.print(Text(environment, style="dim"))
-    console.print()
-    console.print(_results_table(report), soft_wrap=False)
-    console.print()
 
-    for result in report.results:
-        if result.verdict in (Verdict.CLEAN, Verdict.SKIPPED):
-            continue
-        console.print(_evidence_heading(result))
-        console.print(Text("  " + result.summary))
-        for line in evidence_lines(result):
-            console.print(Text("  " + line))
-        console.print()
 
+def new_table(headers: tuple[str, ...], *, left: int, first_width: int | None = None) -> Table:
+    """A results table: the first ``left`` columns left-aligned, numbers right-aligned; the first
+    column (a subject or node name) folds onto a second line on a narrow terminal, never "…"."""
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        header_style="bold",
+        show_edge=False,
+        pad_edge=False,
+        collapse_padding=True,
+    )
+    for index, header in enumerate(headers):
+        overflow: OverflowMethod = "fold" if index == 0 else "ellipsis"
+        table.add_column(
+            header,
+            justify="left" if index < left else "right",
+            overflow=overflow,
+            min_width=first_width if index == 0 else None,
+        )
+    return table
+
+
+def verdict_text(verdict: Verdict) -> Text:
+    return Text(verdict.value, style=VERDICT_STYLES.get(verdict, ""))
+
+
+def heading(name: str, kind: str, verdict: Verdict) -> Text:
+    """``name (kind): verdict``, the verdict in its colour."""
+    text = Text(f"{name} ({kind}): ", style="bold")
+    text.append(verdict_text(verdict))
+    return text
+
+
+def print_closing(console: Console, report: Report | SimulateReport | InspectReport) -> None:
+    """What every text report ends with: its findings, its headline, the fix that measured
+    clean (as code)."""
+    console.print()
     if report.findings:
         console.print(Text("Findings", style="bold"))
         for finding in report.findings:
             console.print(Text(f"{finding.code} {finding.severity.value}: {finding.message}"))
             console.print(Text(f"  fix: {finding.fix}"))
         console.print()
-
     console.print(Text(report.headline, style="bold"))
-    if report.fix:
+    fix = getattr(report, "fix", None)
+    if fix:
         console.print()
-        subject = f" ({report.fix_subject})" if report.fix_subject else ""
+        subject = f" ({fix.subject})" if fix.subject else ""
         console.print(Text(f"Fix that measured clean here{subject}:"))
-        code = Syntax(report.fix.rstrip("\n"), "python", theme="ansi_dark", line_numbers=False)
+        code = Syntax(fix.code.rstrip("\n"), "python", theme="ansi_dark", line_numbers=False)
         console.print(code, soft_wrap=False)
+
+
+def render(report: Report, *, width: int | None = 100, color: bool = False) -> str:
+    """The check report as terminal text."""
+    out = io.StringIO()
+    console = new_console(out, width=width, color=color)
+    console.print(Text(title_line(report.database), style="bold"))
+    environment = environment_line(report.environment)
+    if environment:
+        console.print(Text(environment, style="dim"))
+    console.print()
+    console.print(_results_table(report), soft_wrap=False)
+
+    for result in report.results:
+        if result.verdict in (Verdict.CLEAN, Verdict.SKIPPED):
+            continue
+        console.print()
+        console.print(heading(result.subject, result.kind, result.verdict))
+        console.print(Text("  " + result.summary))
+        for line in evidence_lines(result):
+            console.print(Text("  " + line))
+    print_closing(console, report)
     return out.getvalue()
 
 
@@ -149,16 +195,15 @@ def evidence_lines(result: SubjectResult) -> list[str]:
 
     Shared with the JUnit reporter so a CI failure shows the same evidence as the terminal.
     """
-    run = result.run
     lines: list[str] = []
-    if run.stop_detail:
-        lines.append(f"stopped ({run.stop.value}): {run.stop_detail}")
+    if result.stop_detail:
+        lines.append(f"stopped ({result.stop.value}): {result.stop_detail}")
     lines.extend(f"symptom: {symptom}" for symptom in result.symptoms)
-    for site in run.leak_sites:
+    for site in result.leak_sites:
         lines.extend(site_lines(site))
-    if run.census:
-        last = run.census[-1]
-        lines.append(f"after task {last.index + 1} of {run.tasks_planned}:")
+    if result.census:
+        last = result.census[-1]
+        lines.append(f"after task {last.index + 1} of {result.tasks_planned}:")
         lines.extend(connection_line(c) for c in last.connections)
         lines.append(pool_line(last))
         if last.server is not None:
@@ -197,7 +242,7 @@ def _results_table(report: Report) -> Table:
         rows.append(
             (
                 result.subject,
-                result.run.kind,
+                result.kind,
                 result.verdict.value,
                 str(result.tasks),
                 str(result.failed_tasks),
@@ -208,38 +253,12 @@ def _results_table(report: Report) -> Table:
             )
         )
 
-    return _table(rows, report, headers=TABLE_COLUMNS)
-
-
-def _table(rows: list[tuple[str, ...]], report: Report, *, headers: tuple[str, ...]) -> Table:
-    table = Table(
-        box=box.SIMPLE_HEAD,
-        header_style="bold",
-        show_edge=False,
-        pad_edge=False,
-        collapse_padding=True,
-    )
     # Subject names stay whole up to a point; numbers are short and their headers wrap instead.
-    longest = max((len(row[0]) for row in rows), default=len(headers[0]))
-    for index, header in enumerate(headers):
-        # A subject name too long for a narrow terminal folds onto a second line, never "…".
-        overflow: OverflowMethod = "fold" if index == 0 else "ellipsis"
-        table.add_column(
-            header,
-            justify="left" if index < 3 else "right",
-            overflow=overflow,
-            min_width=min(longest, SUBJECT_MIN_WIDTH) if index == 0 else None,
-        )
+    longest = max((len(row[0]) for row in rows), default=len(TABLE_COLUMNS[0]))
+    table = new_table(TABLE_COLUMNS, left=3, first_width=min(longest, SUBJECT_MIN_WIDTH))
     for result, row in zip(report.results, rows, strict=True):
-        verdict = Text(row[2], style=VERDICT_STYLES[result.verdict])
-        table.add_row(Text(row[0]), Text(row[1]), verdict, *row[3:])
+        table.add_row(Text(row[0]), Text(row[1]), verdict_text(result.verdict), *row[3:])
     return table
-
-
-def _evidence_heading(result: SubjectResult) -> Text:
-    heading = Text(f"{result.subject} ({result.run.kind}): ", style="bold")
-    heading.append(result.verdict.value, style=VERDICT_STYLES[result.verdict])
-    return heading
 
 
 def _number(value: object) -> str:

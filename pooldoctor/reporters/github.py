@@ -20,7 +20,6 @@ then the project's wrappers and the findings, and the built-in modes last.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from pooldoctor.core.forensics.stacks import STAND_INS
 from pooldoctor.core.model import (
@@ -35,10 +34,6 @@ from pooldoctor.core.model import (
 )
 from pooldoctor.core.verdict import fails
 from pooldoctor.reporters.sites import site_lines
-
-if TYPE_CHECKING:
-    from pooldoctor.commands.simulate import SimulateReport
-    from pooldoctor.core.verdict.fleet import FleetResult
 
 LEVELS = {Severity.INFO: "notice", Severity.WARNING: "warning", Severity.ERROR: "error"}
 FAIL_ON = ("leak", "pinned", "never")
@@ -85,45 +80,16 @@ def annotation(
 
 def render(report: Report, fail_on: str = "leak") -> str:
     """The check report as workflow commands, one per line."""
-    _check_fail_on(fail_on)
+    check_fail_on(fail_on)
     title = f"pooldoctor check: {report.verdict.value}"
     lines = [annotation("notice", report.headline, title=title)]
-    own = [r for r in report.results if r.run.kind in PROJECT_KINDS]
-    modes = [r for r in report.results if r.run.kind not in PROJECT_KINDS]
+    own = [r for r in report.results if r.kind in PROJECT_KINDS]
+    modes = [r for r in report.results if r.kind not in PROJECT_KINDS]
     for result in own:
         lines.extend(_own(result, fail_on))
-    lines.extend(_finding(f) for f in report.findings)
-    lines.extend(_mode(r.subject, r.verdict.value, _subject_lines(r)) for r in modes if _bad(r))
-    return "\n".join(lines) + "\n"
-
-
-def render_simulation(report: SimulateReport, fail_on: str = "leak") -> str:
-    """The simulation report as workflow commands: one annotation per fleet with a bad verdict
-    (crossed replies and inherited pools have no site), and one per leak site of a worker."""
-    from pooldoctor.reporters.simulate import fails as fleet_fails
-
-    _check_fail_on(fail_on)
-    title = f"pooldoctor simulate: {report.verdict}"
-    lines = [annotation("notice", report.headline, title=title)]
-    wrappers = [r for r in report.results if r.kind == "wrapper"]
-    modes = [r for r in report.results if r.kind != "wrapper"]
-    for result in wrappers:
-        if result.verdict in (Verdict.CLEAN, Verdict.SKIPPED):
-            continue
-        level = "error" if fleet_fails(result, fail_on) else "warning"
-        head = _fleet_lines(result)
-        lines.append(
-            annotation(level, "\n".join(head), title=f"{result.subject}: {result.verdict}")
-        )
-        for worker in result.workers:
-            for site in worker.leak_sites:
-                subject = f"{result.subject} (worker pid {worker.pid})"
-                lines.append(_site(subject, head[:1], site, fail_on))
-    lines.extend(_finding(f) for f in report.findings)
+    lines.extend(finding_annotation(f) for f in report.findings)
     lines.extend(
-        _mode(r.subject, r.verdict, _fleet_lines(r))
-        for r in modes
-        if r.verdict not in (Verdict.CLEAN, Verdict.SKIPPED)
+        mode_annotation(r.subject, r.verdict.value, _subject_lines(r)) for r in modes if _bad(r)
     )
     return "\n".join(lines) + "\n"
 
@@ -142,7 +108,7 @@ def annotated_line(site: LeakSite) -> tuple[str, int | None] | None:
     return None
 
 
-def _check_fail_on(fail_on: str) -> None:
+def check_fail_on(fail_on: str) -> None:
     if fail_on not in FAIL_ON:
         raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
 
@@ -155,15 +121,15 @@ def _own(result: SubjectResult, fail_on: str) -> Iterator[str]:
     if not _bad(result):
         return
     head = _subject_lines(result)
-    if not result.run.leak_sites:
+    if not result.leak_sites:
         level = "error" if fails(result.verdict, fail_on) else "warning"
         title = f"{result.subject}: {result.verdict.value}"
         yield annotation(level, "\n".join(head), title=title)
-    for site in result.run.leak_sites:
-        yield _site(result.subject, head, site, fail_on)
+    for site in result.leak_sites:
+        yield site_annotation(result.subject, head, site, fail_on)
 
 
-def _site(subject: str, head: list[str], site: LeakSite, fail_on: str) -> str:
+def site_annotation(subject: str, head: list[str], site: LeakSite, fail_on: str) -> str:
     level = "error" if fails(_KIND_VERDICT[site.kind], fail_on) else "warning"
     noun = "connection" if site.count == 1 else "connections"
     title = f"{subject}: {site.count} {noun} {site.kind.value}"
@@ -174,13 +140,13 @@ def _site(subject: str, head: list[str], site: LeakSite, fail_on: str) -> str:
     )
 
 
-def _mode(subject: str, verdict: str, head: list[str]) -> str:
-    level = "warning" if verdict in (Verdict.ERROR, "unsafe") else "notice"
+def mode_annotation(subject: str, verdict: str, head: list[str]) -> str:
+    level = "warning" if verdict in (Verdict.ERROR, Verdict.UNSAFE) else "notice"
     title = f"{subject} (built-in mode): {verdict}"
     return annotation(level, "\n".join([*head, MODE_NOTE]), title=title)
 
 
-def _finding(finding: Finding) -> str:
+def finding_annotation(finding: Finding) -> str:
     return annotation(
         LEVELS[finding.severity], f"{finding.message} Fix: {finding.fix}", title=finding.code
     )
@@ -188,17 +154,8 @@ def _finding(finding: Finding) -> str:
 
 def _subject_lines(result: SubjectResult) -> list[str]:
     """The verdict and what the run itself showed: how it stopped, and symptoms."""
-    run = result.run
-    lines = [f"{result.subject} ({run.kind}): {result.verdict.value}: {result.summary}"]
-    if run.stop_detail:
-        lines.append(f"stopped ({run.stop.value}): {run.stop_detail}")
-    lines.extend(f"symptom: {symptom}" for symptom in result.symptoms)
-    return lines
-
-
-def _fleet_lines(result: FleetResult) -> list[str]:
-    lines = [f"{result.subject} ({result.kind}): {result.verdict}: {result.summary}"]
-    lines.extend(f"worker {w.pid}: {w.verdict}: {w.summary}" for w in result.workers)
+    lines = [f"{result.subject} ({result.kind}): {result.verdict.value}: {result.summary}"]
     if result.stop_detail:
-        lines.append(f"stopped: {result.stop_detail}")
+        lines.append(f"stopped ({result.stop.value}): {result.stop_detail}")
+    lines.extend(f"symptom: {symptom}" for symptom in result.symptoms)
     return lines

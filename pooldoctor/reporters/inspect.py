@@ -6,30 +6,27 @@ annotations. Nothing is computed here."""
 from __future__ import annotations
 
 import io
-import json
 import xml.etree.ElementTree as ET
-from typing import Any
 
-from rich import box
-from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from pooldoctor import __version__
-from pooldoctor.core.live_model import InspectReport, NodeResult, ProcessResult
-from pooldoctor.core.model import Severity, Verdict, to_dict
+from pooldoctor.core.model import InspectReport, NodeResult, ProcessResult, Verdict
 from pooldoctor.core.verdict import fails as verdict_fails
-from pooldoctor.reporters import github
-from pooldoctor.reporters.console import VERDICT_STYLES
+from pooldoctor.reporters import console as screen
+from pooldoctor.reporters import github, json
 from pooldoctor.reporters.sites import site_lines
 
 FORMATS = ("text", "json", "junit", "github")
+# Two-line headers keep the numeric columns narrow enough for long node names in 100 columns.
+COLUMNS = ("Node", "Process", "Verdict", "Tasks", "Lost", "Held", "Opened", "Inher-\nited", "Pool",
+           "Server")  # fmt: skip
 
 
 def render(report: InspectReport, fmt: str, fail_on: str = "leak", *, width: int | None = 100,
            color: bool = False) -> str:  # fmt: skip
     if fmt == "json":
-        return as_json(report)
+        return json.render(report)
     if fmt == "junit":
         return as_junit(report, fail_on)
     if fmt == "github":
@@ -45,62 +42,32 @@ def fails(report: InspectReport, fail_on: str) -> bool:
     )
 
 
-# -- JSON ------------------------------------------------------------------------------------
-
-
-def as_dict(report: InspectReport) -> dict[str, Any]:
-    return {
-        "schema": 1,
-        "command": "inspect",
-        "pooldoctor": __version__,
-        "verdict": report.verdict.value,
-        "headline": report.headline,
-        "environment": dict(report.environment),
-        "broker": report.broker,
-        "timeout": report.timeout,
-        "destination": list(report.destination),
-        "nodes": [to_dict(n) for n in report.nodes],
-        "server": to_dict(report.server),
-        "findings": [to_dict(f) for f in report.findings],
-        "seconds": report.seconds,
-    }
-
-
-def as_json(report: InspectReport) -> str:
-    return json.dumps(as_dict(report), indent=2, sort_keys=True) + "\n"
-
-
 # -- text ------------------------------------------------------------------------------------
 
 
 def table(report: InspectReport) -> Table:
     """One row per worker process, one per node that could not be inspected (also the live
     table of ``--watch``)."""
-    grid = Table(box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, collapse_padding=True)
-    # Two-line headers keep the numeric columns narrow enough for long node names in 100 columns.
-    for name in ("Node", "Process", "Verdict", "Tasks", "Lost", "Held", "Opened", "Inher-\nited",
-                 "Pool", "Server"):  # fmt: skip
-        grid.add_column(name, justify="left" if name in ("Node", "Process", "Verdict") else "right",
-                        min_width=max((len(n.node) for n in report.nodes), default=4)
-                        if name == "Node" else None)  # fmt: skip
+    longest = max((len(n.node) for n in report.nodes), default=4)
+    grid = screen.new_table(COLUMNS, left=3, first_width=longest)
     for node in report.nodes:
         if not node.processes:
-            grid.add_row(Text(node.node), Text(node.status.value), _verdict(node.verdict),
-                         *[""] * 7)  # fmt: skip
+            grid.add_row(Text(node.node), Text(node.status.value),
+                         screen.verdict_text(node.verdict), *[""] * 7)  # fmt: skip
         for p in node.processes:
+            numbers = (p.tasks, p.lost_slots, p.held_connections, p.connections_opened,
+                       p.adopted_connections)  # fmt: skip
             grid.add_row(
                 Text(node.node), Text(f"{p.pid}{' (main)' if p.main else ''}"),
-                _verdict(p.verdict), str(p.tasks), str(p.lost), str(p.held), str(p.opened),
-                str(p.inherited), _pool(p), str(len(p.server_sessions)),
+                screen.verdict_text(p.verdict), *map(str, numbers), _pool(p),
+                str(len(p.server_sessions)),
             )  # fmt: skip
     return grid
 
 
 def as_text(report: InspectReport, *, width: int | None = 100, color: bool = False) -> str:
     out = io.StringIO()
-    console = Console(file=out, width=width, force_terminal=color,
-                      color_system="standard" if color else None, highlight=False, markup=False,
-                      emoji=False, soft_wrap=True)  # fmt: skip
+    console = screen.new_console(out, width=width, color=color)
     for line in header_lines(report):
         console.print(Text(line))
     console.print()
@@ -109,21 +76,15 @@ def as_text(report: InspectReport, *, width: int | None = 100, color: bool = Fal
     for node in report.nodes:
         if node.verdict is Verdict.CLEAN:
             continue
-        console.print(Text(f"{node.node}: {node.verdict.value}", style=_style(node.verdict)))
+        style = screen.VERDICT_STYLES.get(node.verdict, "")
+        console.print(Text(f"{node.node}: {node.verdict.value}", style=style))
         for line in node_lines(node):
             console.print(Text("  " + line))
         console.print()
     console.print(Text("Server", style="bold"))
     for line in server_lines(report):
         console.print(Text("  " + line))
-    console.print()
-    if report.findings:
-        console.print(Text("Findings", style="bold"))
-        for f in report.findings:
-            console.print(Text(f"{f.code} {f.severity.value}: {f.message}"))
-            console.print(Text(f"  fix: {f.fix}"))
-        console.print()
-    console.print(Text(report.headline, style="bold"))
+    screen.print_closing(console, report)
     return out.getvalue()
 
 
@@ -153,7 +114,8 @@ def process_lines(p: ProcessResult) -> list[str]:
     lines = [
         f"pid {p.pid}{' (main)' if p.main else ''}: {p.verdict.value}: {p.summary}",
         f"  {p.tasks} tasks ({p.failed_tasks} failed), {p.checkouts} checkouts, {p.returns} "
-        f"returned, {p.opened} opened, {p.inherited} inherited, pool {_pool(p)}",
+        f"returned, {p.connections_opened} opened, {p.adopted_connections} inherited, pool "
+        f"{_pool(p)}",
     ]
     for c in p.pinned:
         backend = f", backend {c.backend_pid}" if c.backend_pid is not None else ""
@@ -185,14 +147,6 @@ def _pool(p: ProcessResult) -> str:
     if p.pool is None:
         return "-"
     return f"{p.pool.size}/{p.pool.max_size}"
-
-
-def _verdict(verdict: Verdict) -> Text:
-    return Text(verdict.value, style=_style(verdict))
-
-
-def _style(verdict: Verdict) -> str:
-    return VERDICT_STYLES.get(verdict, "")
 
 
 # -- JUnit -----------------------------------------------------------------------------------
@@ -252,9 +206,5 @@ def as_github(report: InspectReport, fail_on: str) -> str:
             text = "\n".join([f"{node.node} pid {p.pid}: {p.summary}", *site_lines(site)])
             lines.append(github.annotation(level, text, title=f"{title} (pid {p.pid})",
                                            file=file, line=line))  # fmt: skip
-    levels = {Severity.INFO: "notice", Severity.WARNING: "warning", Severity.ERROR: "error"}
-    lines.extend(
-        github.annotation(levels[f.severity], f"{f.message} Fix: {f.fix}", title=f.code)
-        for f in report.findings
-    )
+    lines.extend(github.finding_annotation(f) for f in report.findings)
     return "\n".join(lines) + "\n"

@@ -58,16 +58,15 @@ def render(report: Report, fail_on: str = "leak") -> str:
 
 def _testcase(suite: ET.Element, result: SubjectResult, threshold: int | None) -> str | None:
     """Add one testcase; returns the suite counter it adds to, if any."""
-    run = result.run
     case = ET.SubElement(
         suite,
         "testcase",
-        classname=f"pooldoctor.{run.kind}",
+        classname=f"pooldoctor.{result.kind}",
         name=result.subject,
-        time=_seconds(run.seconds),
+        time=_seconds(result.seconds),
     )
     if result.verdict is Verdict.SKIPPED:
-        ET.SubElement(case, "skipped", message=run.stop_detail or result.summary)
+        ET.SubElement(case, "skipped", message=result.stop_detail or result.summary)
         return "skipped"
     if result.verdict is Verdict.ERROR:
         error = ET.SubElement(case, "error", message=result.summary, type=result.verdict.value)
@@ -75,7 +74,7 @@ def _testcase(suite: ET.Element, result: SubjectResult, threshold: int | None) -
         return "errors"
     if threshold is None or result.verdict.rank < threshold:
         return None
-    if run.kind in PROJECT_KINDS:
+    if result.kind in PROJECT_KINDS:
         failure = ET.SubElement(case, "failure", message=result.summary, type=result.verdict.value)
         failure.text = _evidence(result)
         return "failures"

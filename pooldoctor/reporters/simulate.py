@@ -1,122 +1,92 @@
-"""Rendering a simulation: text, JSON (check's schema family plus workers and celery), JUnit,
-GitHub workflow annotations (``reporters/github.py``)."""
+"""A simulation in every format: text (rich, as check's), JSON (the model, as every report),
+JUnit (a testcase per subject, the worker processes' evidence) and GitHub annotations (one per
+subject with a bad verdict, one per leak site of a worker process). Nothing is computed here."""
 
 from __future__ import annotations
 
-import json
+import io
 import xml.etree.ElementTree as ET
-from typing import Any
 
-from pooldoctor import __version__
-from pooldoctor.commands.simulate import SimulateReport
-from pooldoctor.core.model import to_dict
-from pooldoctor.core.verdict.fleet import RANK, FleetResult, WorkerResult
-from pooldoctor.reporters import github
+from rich.table import Table
+from rich.text import Text
+
+from pooldoctor.core.model import PROJECT_KINDS, FleetResult, ProcessResult, SimulateReport, Verdict
+from pooldoctor.core.verdict import fails
+from pooldoctor.reporters import console, github, json
 from pooldoctor.reporters.sites import site_lines
 
-WORKER_FIELDS = ("pid", "tasks", "failed_tasks", "crossed_replies", "inherited_connections",
-                 "connections_opened", "lost_slots", "held_connections", "verdict")  # fmt: skip
+COLUMNS = ("Subject", "Verdict", "Tasks", "Failed", "Crossed", "Conn/task")
 
 
-def render(report: SimulateReport, fmt: str, fail_on: str = "leak") -> str:
+def render(report: SimulateReport, fmt: str, fail_on: str = "leak", *, width: int | None = 100,
+           color: bool = False) -> str:  # fmt: skip
     if fmt == "json":
-        return as_json(report)
+        return json.render(report)
     if fmt == "junit":
         return as_junit(report, fail_on)
     if fmt == "github":
-        return github.render_simulation(report, fail_on)
-    return as_text(report)
+        return as_github(report, fail_on)
+    return as_text(report, width=width, color=color)
 
 
-def _worker(subject: str, worker: WorkerResult) -> dict[str, Any]:
-    return {"subject": subject, **{f: getattr(worker, f) for f in WORKER_FIELDS},
-            "summary": worker.summary,
-            "leak_sites": [to_dict(site) for site in worker.leak_sites]}  # fmt: skip
+def worker_line(w: ProcessResult) -> str:
+    return (
+        f"worker pid {w.pid}: {w.verdict}, {w.tasks} tasks ({w.failed_tasks} failed), "
+        f"{w.crossed_replies} crossed, {w.inherited_connections} inherited in use, "
+        f"{w.connections_opened} opened, {w.lost_slots} lost, {w.held_connections} held"
+    )
 
 
-def as_dict(report: SimulateReport) -> dict[str, Any]:
-    return {
-        "schema": 1,
-        "command": "simulate",
-        "pooldoctor": __version__,
-        "verdict": report.verdict,
-        "headline": report.headline,
-        "environment": dict(report.environment),
-        "database": to_dict(report.database),
-        "celery": dict(report.celery),
-        "results": [
-            {
-                "subject": r.subject,
-                "kind": r.kind,
-                "verdict": r.verdict,
-                "summary": r.summary,
-                "tasks": r.tasks_sent,
-                "failed_tasks": r.failed_tasks,
-                "tasks_lost": r.tasks_lost,
-                "crossed_replies": r.crossed_replies,
-                "shared_backends": {str(k): list(v) for k, v in r.shared_backends.items()},
-                "connections_per_task": r.connections_per_task,
-                "lost_slots": sum(w.lost_slots for w in r.workers),
-                "held_connections": sum(w.held_connections for w in r.workers),
-                "children_died": [dict(c) for c in r.children_died],
-                "errors": dict(r.errors),
-                "stop_detail": r.stop_detail,
-                "workers": [_worker(r.subject, w) for w in r.workers],
-                "evidence": {str(w.pid): [to_dict(c) for c in w.census] for w in r.workers},
-                "seconds": r.seconds,
-            }
-            for r in report.results
-        ],
-        "workers": [_worker(r.subject, w) for r in report.results for w in r.workers],
-        "findings": [to_dict(f) for f in report.findings],
-        "fix": {"subject": report.fix_subject, "code": report.fix} if report.fix else None,
-        "seconds": report.seconds,
-    }
-
-
-def as_json(report: SimulateReport) -> str:
-    return json.dumps(as_dict(report), indent=2, sort_keys=True) + "\n"
-
-
-def as_text(report: SimulateReport) -> str:
+def as_text(report: SimulateReport, *, width: int | None = 100, color: bool = False) -> str:
+    out = io.StringIO()
+    screen = console.new_console(out, width=width, color=color)
     c = report.celery
-    lines = [
-        f"pooldoctor simulate — {report.database.dsn} (alias {report.database.alias})",
+    screen.print(Text(f"pooldoctor simulate — {report.database.dsn} (alias "
+                      f"{report.database.alias})", style="bold"))  # fmt: skip
+    screen.print(Text(
         f"Celery {c['version']}, --pool {c['pool']} -c {c['concurrency']}, Django fix-up "
         f"{'on' if c['django_fixup'] else 'off'}, parent warmed before fork: "
-        f"{'yes' if c['warm_parent'] else 'no'}, broker {c['broker']}",
-    ]
+        f"{'yes' if c['warm_parent'] else 'no'}, broker {c['broker']}"
+    ))  # fmt: skip
     if c["signal_handlers"]:
-        lines.append("signal handlers: " + "; ".join(c["signal_handlers"]))
-    lines.append("")
-    header = (
-        f"{'Subject':40} {'Verdict':8} {'Tasks':>5} {'Failed':>6} {'Crossed':>7} {'Conn/task':>9}"
-    )
-    lines += [header, "-" * len(header)]
+        screen.print(Text("signal handlers: " + "; ".join(c["signal_handlers"])))
+    screen.print()
+    screen.print(table(report), soft_wrap=False)
     for r in report.results:
-        lines.append(f"{r.subject[:40]:40} {r.verdict:8} {r.tasks_sent:>5} {r.failed_tasks:>6} "
-                     f"{r.crossed_replies:>7} {r.connections_per_task:>9g}")  # fmt: skip
-    for r in report.results:
-        if r.verdict == "clean":
+        if r.verdict is Verdict.CLEAN:
             continue
-        lines += ["", f"{r.subject} ({r.kind}): {r.verdict}", f"  {r.summary}"]
+        screen.print()
+        screen.print(console.heading(r.subject, r.kind, r.verdict))
+        screen.print(Text(f"  {r.summary}"))
         for w in r.workers:
-            lines.append(
-                f"  worker pid {w.pid}: {w.verdict}, {w.tasks} tasks ({w.failed_tasks} failed), "
-                f"{w.crossed_replies} crossed, {w.inherited_connections} inherited in use, "
-                f"{w.connections_opened} opened, {w.lost_slots} lost, {w.held_connections} held"
-            )
-            lines += [f"    {line}" for site in w.leak_sites for line in site_lines(site)]
+            screen.print(Text(f"  {worker_line(w)}"))
+            for site in w.leak_sites:
+                for line in site_lines(site):
+                    screen.print(Text(f"    {line}"))
         if r.stop_detail:
-            lines.append(f"  stopped: {r.stop_detail}")
-    if report.findings:
-        lines += ["", "Findings"]
-        for f in report.findings:
-            lines += [f"{f.code} {f.severity.value}: {f.message}", f"  fix: {f.fix}"]
-    lines += ["", report.headline]
-    if report.fix:
-        lines += ["", f"Fix that measured clean here ({report.fix_subject}):", report.fix.rstrip()]
-    return "\n".join(lines) + "\n"
+            screen.print(Text(f"  stopped: {r.stop_detail}"))
+    console.print_closing(screen, report)
+    return out.getvalue()
+
+
+def table(report: SimulateReport) -> Table:
+    longest = max((len(r.subject) for r in report.results), default=len(COLUMNS[0]))
+    grid = console.new_table(COLUMNS, left=2, first_width=min(longest, console.SUBJECT_MIN_WIDTH))
+    for r in report.results:
+        numbers = (r.tasks, r.failed_tasks, r.crossed_replies)
+        grid.add_row(Text(r.subject), console.verdict_text(r.verdict), *map(str, numbers),
+                     f"{r.connections_per_task:g}")  # fmt: skip
+    return grid
+
+
+def evidence(r: FleetResult) -> list[str]:
+    """Each worker process's verdict, with its leak sites."""
+    return [
+        line
+        for w in r.workers
+        for line in [f"worker {w.pid}: {w.verdict}: {w.summary}"]
+        + [f"  {site_line}" for site in w.leak_sites for site_line in site_lines(site)]
+    ]
 
 
 def as_junit(report: SimulateReport, fail_on: str) -> str:
@@ -125,26 +95,50 @@ def as_junit(report: SimulateReport, fail_on: str) -> str:
     for r in report.results:
         case = ET.SubElement(suite, "testcase", classname=f"pooldoctor.simulate.{r.kind}",
                              name=r.subject, time=f"{r.seconds:.3f}")  # fmt: skip
-        evidence = "\n".join(
-            line
-            for w in r.workers
-            for line in [f"worker {w.pid}: {w.verdict}: {w.summary}"]
-            + [f"  {site_line}" for site in w.leak_sites for site_line in site_lines(site)]
-        )
-        if r.kind == "wrapper" and fails(r, fail_on):
+        text = "\n".join(evidence(r))
+        if r.kind in PROJECT_KINDS and fails(r.verdict, fail_on):
             failures += 1
-            ET.SubElement(case, "failure", message=r.summary, type=r.verdict).text = evidence
+            ET.SubElement(case, "failure", message=r.summary, type=r.verdict).text = text
         else:
-            ET.SubElement(case, "system-out").text = f"{r.verdict}: {r.summary}\n{evidence}"
+            ET.SubElement(case, "system-out").text = f"{r.verdict}: {r.summary}\n{text}"
     suite.set("failures", str(failures))
     root = ET.Element("testsuites")
     root.append(suite)
     return '<?xml version="1.0" encoding="utf-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
 
 
-def fails(result: FleetResult, fail_on: str) -> bool:
-    """Whether a fleet's verdict reaches ``--fail-on`` (unsafe and error always do)."""
-    if fail_on == "never":
-        return False
-    threshold = RANK["leak"] if fail_on == "leak" else RANK["pinned"]
-    return result.verdict in ("error", "unsafe") or RANK[result.verdict] >= threshold
+def as_github(report: SimulateReport, fail_on: str = "leak") -> str:
+    """One annotation per project subject with a bad verdict (crossed replies and inherited
+    pools have no site), one per leak site of its worker processes, the findings, then the
+    built-in modes."""
+    github.check_fail_on(fail_on)
+    title = f"pooldoctor simulate: {report.verdict}"
+    lines = [github.annotation("notice", report.headline, title=title)]
+    own = [r for r in report.results if r.kind in PROJECT_KINDS]
+    modes = [r for r in report.results if r.kind not in PROJECT_KINDS]
+    for result in own:
+        if result.verdict in (Verdict.CLEAN, Verdict.SKIPPED):
+            continue
+        level = "error" if fails(result.verdict, fail_on) else "warning"
+        head = _lines(result)
+        lines.append(github.annotation(level, "\n".join(head),
+                                       title=f"{result.subject}: {result.verdict}"))  # fmt: skip
+        for worker in result.workers:
+            for site in worker.leak_sites:
+                subject = f"{result.subject} (worker pid {worker.pid})"
+                lines.append(github.site_annotation(subject, head[:1], site, fail_on))
+    lines.extend(github.finding_annotation(f) for f in report.findings)
+    lines.extend(
+        github.mode_annotation(r.subject, r.verdict, _lines(r))
+        for r in modes
+        if r.verdict not in (Verdict.CLEAN, Verdict.SKIPPED)
+    )
+    return "\n".join(lines) + "\n"
+
+
+def _lines(result: FleetResult) -> list[str]:
+    lines = [f"{result.subject} ({result.kind}): {result.verdict}: {result.summary}"]
+    lines.extend(f"worker {w.pid}: {w.verdict}: {w.summary}" for w in result.workers)
+    if result.stop_detail:
+        lines.append(f"stopped: {result.stop_detail}")
+    return lines

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.core.live_model import ServerSession
+from pooldoctor.core.model import ServerSession
 from pooldoctor.core.server import ServerRows
 
 NOW = 1_764_240_020.0

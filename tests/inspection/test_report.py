@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import pytest
 
 from pooldoctor.commands import report as saved
-from pooldoctor.core.live_model import InspectReport
+from pooldoctor.core.model import InspectReport
 from pooldoctor.core.verdict.live import judge
 from pooldoctor.reporters.inspect import FORMATS, fails, render
 

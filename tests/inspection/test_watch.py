@@ -7,7 +7,7 @@ import io
 from rich.console import Console
 
 from pooldoctor.commands.watch import watch
-from pooldoctor.core.live_model import InspectReport
+from pooldoctor.core.model import InspectReport
 from pooldoctor.core.verdict.live import judge
 
 from .replies import CLEAN, LEAKY, NOW, rows

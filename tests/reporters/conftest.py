@@ -8,10 +8,14 @@ from __future__ import annotations
 
 import pytest
 
-from pooldoctor.commands.simulate import SimulateReport
+from pooldoctor.core.verdict import subject_result
+from pooldoctor.core.model import SimulateReport
 from pooldoctor.core.model import (
     DatabaseInfo,
     Finding,
+    Fix,
+    FleetResult,
+    ProcessResult,
     LeakKind,
     LeakSite,
     PoolStats,
@@ -26,7 +30,6 @@ from pooldoctor.core.model import (
     ThreadConnection,
     Verdict,
 )
-from pooldoctor.core.verdict.fleet import FleetResult, WorkerResult
 from pooldoctor.scan.model import ScanFinding, ScanResult
 
 LEAK_SUMMARY = "3 tasks lost 3 pool slots (1.00 per task): the pool is exhausted after 4 tasks."
@@ -169,7 +172,7 @@ def run(
 
 
 def build_report() -> Report:
-    leaking = SubjectResult(
+    leaking = subject_result(
         run=run(
             "run_async_task",
             "wrapper",
@@ -186,7 +189,7 @@ def build_report() -> Report:
         tasks_until_exhaustion=4,
         symptoms=("PoolTimeout: couldn't get a connection after 5.00 sec (1 task)",),
     )
-    clean = SubjectResult(
+    clean = subject_result(
         run=run("async_to_sync", "mode", tuple(clean_census(i) for i in range(3))),
         verdict=Verdict.CLEAN,
         summary="3 tasks, no slot lost.",
@@ -196,7 +199,7 @@ def build_report() -> Report:
         tasks_until_exhaustion=None,
         symptoms=(),
     )
-    pinned = SubjectResult(
+    pinned = subject_result(
         run=run(
             "thread_sensitive_context",
             "mode",
@@ -212,7 +215,7 @@ def build_report() -> Report:
         tasks_until_exhaustion=None,
         symptoms=(),
     )
-    skipped = SubjectResult(
+    skipped = subject_result(
         run=run(
             "thread_insensitive",
             "mode",
@@ -260,8 +263,7 @@ def build_report() -> Report:
                 subject="run_async_task",
             ),
         ),
-        fix=FIX_CODE,
-        fix_subject="async_to_sync",
+        fix=Fix(subject="async_to_sync", code=FIX_CODE),
         seconds=4.5,
     )
 
@@ -293,32 +295,32 @@ def build_scan_result() -> ScanResult:
     )
 
 
-def worker(pid: int, verdict: str, *, sites: tuple[LeakSite, ...] = ()) -> WorkerResult:
-    return WorkerResult(
+def worker(pid: int, verdict: str, *, sites: tuple[LeakSite, ...] = ()) -> ProcessResult:
+    return ProcessResult(
         pid=pid,
         tasks=3,
         failed_tasks=1,
         crossed_replies=1 if verdict == "unsafe" else 0,
         inherited_connections=1 if verdict == "unsafe" else 0,
-        inherited_pool=False,  # not in the JSON: a loaded report always says False
+        inherited_pool=False,
         connections_opened=2,
         lost_slots=len(sites),
         held_connections=0,
-        verdict=verdict,
+        verdict=Verdict(verdict),
         summary=f"worker {pid} measured {verdict}",
         census=(census(0, 1), census(1, 2, ok=False), census(2, 3)),
         leak_sites=sites,
     )
 
 
-def fleet(subject: str, kind: str, verdict: str, workers: tuple[WorkerResult, ...]) -> FleetResult:
+def fleet(subject: str, kind: str, verdict: str, workers: tuple[ProcessResult, ...]) -> FleetResult:
     return FleetResult(
         subject=subject,
         kind=kind,
-        verdict=verdict,
+        verdict=Verdict(verdict),
         summary=f"{subject} measured {verdict} on {len(workers)} workers",
         workers=workers,
-        tasks_sent=6,
+        tasks=6,
         tasks_lost=0,
         failed_tasks=2,
         crossed_replies=sum(w.crossed_replies for w in workers),
@@ -334,7 +336,7 @@ def fleet(subject: str, kind: str, verdict: str, workers: tuple[WorkerResult, ..
 def build_simulate_report() -> SimulateReport:
     report = build_report()
     return SimulateReport(
-        verdict="unsafe",
+        verdict=Verdict.UNSAFE,
         headline="UNSAFE: run_async_task: replies crossed between worker processes.",
         environment=report.environment,
         database=report.database,
@@ -366,8 +368,7 @@ def build_simulate_report() -> SimulateReport:
                 subject="run_async_task",
             ),
         ),
-        fix=FIX_CODE,
-        fix_subject="async_to_sync",
+        fix=Fix(subject="async_to_sync", code=FIX_CODE),
         seconds=9.5,
     )
 

@@ -7,7 +7,7 @@ import click
 import pytest
 
 from pooldoctor.cli import cli
-from pooldoctor.commands.simulate import SimulateReport
+from pooldoctor.core.model import SimulateReport
 from pooldoctor.core.model import LeakKind, LeakSite, Report, StackEntry, Verdict
 from pooldoctor.reporters import Format, github, render
 from pooldoctor.reporters.scan import ScanFormat
@@ -55,9 +55,8 @@ def with_wrapper(
 ) -> Report:
     """The sample report with its wrapper's result, and its leak sites, changed."""
     wrapper = report.results[0]
-    sites = wrapper.run.leak_sites if leak_sites is None else leak_sites
-    run = dataclasses.replace(wrapper.run, leak_sites=sites)
-    result = dataclasses.replace(wrapper, run=run, **changes)
+    sites = wrapper.leak_sites if leak_sites is None else leak_sites
+    result = dataclasses.replace(wrapper, leak_sites=sites, **changes)
     return dataclasses.replace(report, results=(result, *report.results[1:]))
 
 
@@ -159,9 +158,9 @@ def test_messages_and_properties_are_escaped(sample_report: Report) -> None:
     )
     report = with_wrapper(sample_report, symptoms=(), leak_sites=(site,))
     wrapper = dataclasses.replace(report.results[0], summary="lost: 3, 100%")
-    run = dataclasses.replace(wrapper.run, subject="app.tasks:run(a, b)")
+
     report = dataclasses.replace(
-        report, results=(dataclasses.replace(wrapper, run=run),), findings=()
+        report, results=(dataclasses.replace(wrapper, subject="app.tasks:run(a, b)"),), findings=()
     )
 
     assert lines(report)[1] == (
@@ -270,9 +269,12 @@ def test_every_format_option_offers_github(command: str) -> None:
 
 def test_the_project_s_own_task_is_annotated_like_a_wrapper(sample_report: Report) -> None:
     wrapper = sample_report.results[0]
-    run = dataclasses.replace(wrapper.run, subject="shop.tasks.refresh_prices", kind="task")
+
     report = dataclasses.replace(
-        sample_report, results=(dataclasses.replace(wrapper, run=run), *sample_report.results[1:])
+        sample_report, results=(
+            dataclasses.replace(wrapper, subject="shop.tasks.refresh_prices", kind="task"),
+            *sample_report.results[1:],
+        )
     )
 
     assert lines(report)[1].startswith(

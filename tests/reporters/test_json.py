@@ -33,10 +33,9 @@ def retimed(report: Report) -> Report:
     results = tuple(
         dataclasses.replace(
             r,
-            run=dataclasses.replace(
-                r.run,
-                seconds=r.run.seconds + 2.0,
-                census=tuple(census(c) for c in r.run.census),
+            seconds=r.seconds + 2.0,
+            evidence=dataclasses.replace(
+                r.evidence, census=tuple(census(c) for c in r.census)
             ),
         )
         for r in report.results
@@ -66,7 +65,8 @@ def test_top_level_keys_and_types(sample_report: Report) -> None:
     assert data["verdict"] == "leak"
     assert data["headline"] == sample_report.headline
     assert data["environment"]["django"] == "5.1.4"
-    assert data["fix"] == {"subject": "async_to_sync", "code": sample_report.fix}
+    assert sample_report.fix is not None
+    assert data["fix"] == {"subject": "async_to_sync", "code": sample_report.fix.code}
     assert data["seconds"] == 4.5
 
 
@@ -193,7 +193,7 @@ def test_findings(sample_report: Report) -> None:
 
 
 def test_no_fix_is_null(sample_report: Report) -> None:
-    report = dataclasses.replace(sample_report, fix=None, fix_subject=None)
+    report = dataclasses.replace(sample_report, fix=None)
 
     assert json.loads(json_reporter.render(report))["fix"] is None
 

@@ -8,14 +8,14 @@ import json
 import pytest
 
 from pooldoctor.commands import report as saved
-from pooldoctor.commands.simulate import SimulateReport
+from pooldoctor.core.model import SimulateReport
 from pooldoctor.core.model import DatabaseInfo, Report, SubjectResult, SubjectRun, Verdict
 from pooldoctor.errors import UsageError
 from pooldoctor.reporters import Format, render
 from pooldoctor.reporters import json as json_reporter
 from pooldoctor.reporters.scan import ScanFormat, as_json
 from pooldoctor.reporters.scan import render as render_scan
-from pooldoctor.reporters.simulate import as_json as simulation_json
+from pooldoctor.reporters.json import render as simulation_json
 from pooldoctor.reporters.simulate import render as render_simulation
 from pooldoctor.scan.checks import all_checks
 from pooldoctor.scan.model import ScanResult
@@ -79,7 +79,7 @@ def test_a_loaded_simulation_renders_as_the_original(
 
     assert back.command == "simulate"
     assert back.render(fmt, fail_on) == render_simulation(sample_simulation, fmt, fail_on)
-    # inherited_pool is not in the JSON; everything else comes back.
+    # every field comes back, inherited_pool included
     assert back.report == sample_simulation
 
 
@@ -97,8 +97,8 @@ def test_a_report_saved_before_the_later_keys_still_loads(sample_report: Report)
     assert back.command == "check"
     assert isinstance(back.report, Report)
     wrapper = back.report.results[0]
-    assert wrapper.run.leak_sites == ()
-    assert wrapper.run.tasks_planned == 3  # from its census
+    assert wrapper.leak_sites == ()
+    assert wrapper.tasks_planned == 3  # from its census
     assert back.report.headline == sample_report.headline
 
 
@@ -144,9 +144,8 @@ def test_fails_as_check_would(
 
 def test_the_project_s_own_task_fails_a_check(sample_report: Report) -> None:
     wrapper = sample_report.results[0]
-    run = dataclasses.replace(wrapper.run, kind="task")
     report = dataclasses.replace(
-        sample_report, results=(dataclasses.replace(wrapper, run=run), *sample_report.results[1:])
+        sample_report, results=(dataclasses.replace(wrapper, kind="task"), *sample_report.results[1:])
     )
 
     assert loaded(json_reporter.render(report)).fails("leak") is True

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pooldoctor.commands.simulate import SimulateReport
+from pooldoctor.core.model import SimulateReport
 from pooldoctor.core.forensics.threads import THREAD_SENSITIVE_CONTEXT
 from pooldoctor.core.model import DatabaseInfo
 from pooldoctor.core.verdict.fleet import judge_fleet
@@ -125,7 +125,7 @@ def test_text_report_lists_each_worker_process_s_sites_under_it() -> None:
                               "settings"),
         celery={"version": "5.7.0", "pool": "prefork", "concurrency": 2, "django_fixup": True,
                 "warm_parent": False, "broker": "embedded", "signal_handlers": []},
-        results=(fleet,), findings=(), fix=None, fix_subject=None, seconds=1.0,
+        results=(fleet,), findings=(), fix=None, seconds=1.0,
     )  # fmt: skip
     # WHEN it is rendered as text
     lines = as_text(report).splitlines()

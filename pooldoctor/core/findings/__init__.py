@@ -112,7 +112,7 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
         if fix_subject
         else "close the connection on the thread that ran the ORM calls, before it ends"
     )
-    own = [r for r in results if r.run.kind in PROJECT_KINDS]
+    own = [r for r in results if r.kind in PROJECT_KINDS]
     for result in own:
         if result.verdict is Verdict.LEAK:
             findings.append(
@@ -142,19 +142,19 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
                     f"{result.subject}: {result.summary}",
                     "see the symptoms: the task failed on every run; run with --debug to see "
                     "its output"
-                    if result.run.kind == "task"
+                    if result.kind == "task"
                     else "make the wrapper return once the task's coroutine finishes; run with "
                     "--debug to see the subject's output",
                     result.subject,
                 )
             )
     for result in results:
-        since = poisoned_since(completed(result.run))
+        since = poisoned_since(completed(result))
         if since is not None:
             findings.append(
                 Finding(
                     "PD203",
-                    Severity.WARNING if result.run.kind == "mode" else Severity.ERROR,
+                    Severity.WARNING if result.kind == "mode" else Severity.ERROR,
                     f"{result.subject}: a task that died mid-transaction (task {since + 1}) left "
                     "its connection idle in transaction on a thread that outlives tasks; every "
                     "later task on that thread runs inside the stale transaction",
@@ -178,7 +178,7 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
     return findings
 
 
-def refused_writes(run: SubjectRun) -> int:
+def refused_writes(run: SubjectRun | SubjectResult) -> int:
     """Tasks that failed because the session was read-only."""
     return sum(
         1
@@ -202,7 +202,7 @@ def writes_refused(results: Sequence[SubjectResult], dsn: str) -> list[Finding]:
         Finding(
             "PD206",
             Severity.ERROR,
-            f"{result.subject}: the {result.run.kind} writes, and {refused_writes(result.run)} "
+            f"{result.subject}: the {result.kind} writes, and {refused_writes(result)} "
             f"of {result.tasks} tasks failed on pooldoctor's read-only session: its connection "
             "handling was measured on failing runs only",
             "rerun with --database embedded (a throwaway server, migrated first), or with "
@@ -210,7 +210,7 @@ def writes_refused(results: Sequence[SubjectResult], dsn: str) -> list[Finding]:
             result.subject,
         )
         for result in results
-        if result.run.kind in PROJECT_KINDS and refused_writes(result.run)
+        if result.kind in PROJECT_KINDS and refused_writes(result)
     ]
 
 
@@ -221,7 +221,7 @@ def without_password(dsn: str) -> str:
 
 def _where(result: SubjectResult) -> str:
     """Where the connections were checked out, from the result's largest located leak site."""
-    located = [site for site in result.run.leak_sites if site.file is not None]
+    located = [site for site in result.leak_sites if site.file is not None]
     if not located:
         return ""
     site = max(located, key=lambda s: s.count)

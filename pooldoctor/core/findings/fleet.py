@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from pooldoctor.core.model import Finding, Severity
-from pooldoctor.core.verdict.fleet import CHURN_PER_TASK, FleetResult
+from pooldoctor.core.model import Finding, FleetResult, Severity
+from pooldoctor.core.verdict.fleet import CHURN_PER_TASK
 
 DISCARD_POOL_FIX = """\
 from celery.signals import worker_process_init
@@ -57,7 +57,7 @@ def fleet_findings(
             )
             findings.append(Finding(
                 "PD403", Severity.ERROR,
-                f"{r.subject}: {r.crossed_replies} of {r.tasks_sent} tasks got another task's "
+                f"{r.subject}: {r.crossed_replies} of {r.tasks} tasks got another task's "
                 f"query result back as their own ({backends or 'shared socket'})",
                 f"discard the inherited pool in worker_process_init{proven}",
                 r.subject,

@@ -17,7 +17,10 @@ from collections import Counter
 
 from pooldoctor.core.model import (
     PROJECT_KINDS,
+    Evidence,
+    InspectReport,
     Report,
+    SimulateReport,
     StopReason,
     SubjectResult,
     SubjectRun,
@@ -29,9 +32,9 @@ from pooldoctor.core.model import (
 def judge(run: SubjectRun) -> SubjectResult:
     census = run.census
     if run.stop is StopReason.SKIPPED:
-        return _result(run, Verdict.SKIPPED, f"skipped: {run.stop_detail}")
+        return subject_result(run, Verdict.SKIPPED, f"skipped: {run.stop_detail}")
     if not census:
-        return _result(run, Verdict.ERROR, f"could not run: {run.stop_detail}")
+        return subject_result(run, Verdict.ERROR, f"could not run: {run.stop_detail}")
 
     last = census[-1]
     between = completed(run)
@@ -77,10 +80,10 @@ def judge(run: SubjectRun) -> SubjectResult:
         verdict = Verdict.PINNED
     else:
         verdict, summary = Verdict.CLEAN, "nothing held between tasks, nothing lost"
-    return SubjectResult(
-        run=run,
-        verdict=verdict,
-        summary=summary,
+    return subject_result(
+        run,
+        verdict,
+        summary,
         lost_slots=last.lost,
         lost_per_task=lost_per_task,
         held_connections=last.held,
@@ -89,7 +92,7 @@ def judge(run: SubjectRun) -> SubjectResult:
     )
 
 
-def completed(run: SubjectRun) -> tuple[TaskCensus, ...]:
+def completed(run: SubjectRun | SubjectResult) -> tuple[TaskCensus, ...]:
     """The censuses taken between tasks: a run stopped mid-task (exhausted, hung) ends with a
     census of the task in progress, which says nothing about what stays held between tasks."""
     if run.stop in (StopReason.EXHAUSTED, StopReason.HUNG):
@@ -164,22 +167,48 @@ def fails(verdict: Verdict, fail_on: str) -> bool:
     return verdict is Verdict.ERROR or verdict.rank >= threshold.rank
 
 
-def report_fails(report: Report, fail_on: str) -> bool:
-    """Whether ``check`` exits 1: a project wrapper or task reaches ``--fail-on`` (built-in modes
-    inform, they never gate)."""
-    return any(r.run.kind in PROJECT_KINDS and fails(r.verdict, fail_on) for r in report.results)
+def report_fails(report: Report | SimulateReport | InspectReport, fail_on: str) -> bool:
+    """Whether the command that built ``report`` exits 1. check and simulate: a project wrapper or
+    task reaches ``--fail-on`` (built-in modes inform, they never gate); inspect: a node does (a
+    node that could not be inspected is an error), or no node answered."""
+    if isinstance(report, InspectReport):
+        if not report.nodes:
+            return fail_on != "never"
+        return any(fails(n.verdict, fail_on) for n in report.nodes)
+    return any(r.kind in PROJECT_KINDS and fails(r.verdict, fail_on) for r in report.results)
 
 
-def _result(run: SubjectRun, verdict: Verdict, summary: str) -> SubjectResult:
+def subject_result(
+    run: SubjectRun,
+    verdict: Verdict,
+    summary: str,
+    *,
+    lost_slots: int = 0,
+    lost_per_task: float = 0.0,
+    held_connections: int = 0,
+    tasks_until_exhaustion: int | None = None,
+    symptoms: tuple[str, ...] = (),
+) -> SubjectResult:
+    """The judged subject: the run's own facts, its census as evidence, and the judgement."""
     return SubjectResult(
-        run=run,
+        subject=run.subject,
+        kind=run.kind,
+        description=run.description,
         verdict=verdict,
         summary=summary,
-        lost_slots=0,
-        lost_per_task=0.0,
-        held_connections=0,
-        tasks_until_exhaustion=None,
-        symptoms=(),
+        lost_slots=lost_slots,
+        lost_per_task=lost_per_task,
+        held_connections=held_connections,
+        tasks_until_exhaustion=tasks_until_exhaustion,
+        symptoms=symptoms,
+        stop=run.stop,
+        stop_detail=run.stop_detail,
+        tasks_planned=run.tasks_planned,
+        evidence=Evidence(pooled=run.pooled, celery_task=run.celery_task, census=run.census),
+        seconds=run.seconds,
+        leak_sites=run.leak_sites,
+        checkouts=run.checkouts,
+        returns=run.returns,
     )
 
 

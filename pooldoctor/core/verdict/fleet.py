@@ -8,65 +8,25 @@ failure there is.
 
 from __future__ import annotations
 
-import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pooldoctor.core.model import (
-    LeakSite,
+    FleetResult,
     PoolStats,
+    ProcessResult,
     StopReason,
     SubjectRun,
     TaskCensus,
     ThreadConnection,
+    Verdict,
     leak_site_from_dict,
 )
-from pooldoctor.core.verdict import judge
+from pooldoctor.core.verdict import judge, worst
 
-UNSAFE = "unsafe"
-RANK = {"skipped": -1, "clean": 0, "pinned": 1, "error": 2, "leak": 3, UNSAFE: 4}
 # Connections opened per task above which the pool is being rebuilt rather than reused.
 CHURN_PER_TASK = 0.5
-
-
-@dataclasses.dataclass(frozen=True)
-class WorkerResult:
-    pid: int
-    tasks: int
-    failed_tasks: int
-    crossed_replies: int
-    inherited_connections: int
-    """Connections opened by another process that this one used (checked out)."""
-    inherited_pool: bool
-    connections_opened: int
-    lost_slots: int
-    held_connections: int
-    verdict: str
-    summary: str
-    census: tuple[TaskCensus, ...]
-    leak_sites: tuple[LeakSite, ...] = ()
-    """Where this process's lost and pinned connections were checked out (its last census)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FleetResult:
-    subject: str
-    kind: str
-    verdict: str
-    summary: str
-    workers: tuple[WorkerResult, ...]
-    tasks_sent: int
-    tasks_lost: int
-    failed_tasks: int
-    crossed_replies: int
-    shared_backends: Mapping[int, tuple[int, ...]]
-    """Backend pid → the worker pids it answered: more than one means a shared socket."""
-    connections_per_task: float
-    children_died: tuple[Mapping[str, str], ...]
-    stop_detail: str | None
-    errors: Mapping[str, int]
-    seconds: float
 
 
 def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
@@ -94,9 +54,9 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
             errors[error_kind(record["error"])] += 1
     recorded = {r["task_id"] for r in records}
     lost = 0 if stopped_early else sum(1 for s in sent if s["task_id"] not in recorded)
-    verdict = max((w.verdict for w in workers), key=RANK.__getitem__, default="error")
+    verdict = worst([w.verdict for w in workers]) if workers else Verdict.ERROR
     if children_died or lost:
-        verdict = max(verdict, "error", key=RANK.__getitem__)
+        verdict = worst([verdict, Verdict.ERROR])
     crossed = sum(w.crossed_replies for w in workers)
     opened = sum(w.connections_opened for w in workers)
     return FleetResult(
@@ -105,7 +65,7 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
         verdict=verdict,
         summary=_fleet_summary(workers, crossed, shared, lost, children_died, stop_detail),
         workers=workers,
-        tasks_sent=len(sent),
+        tasks=len(sent),
         tasks_lost=lost,
         failed_tasks=sum(w.failed_tasks for w in workers),
         crossed_replies=crossed,
@@ -119,7 +79,7 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
 
 
 def judge_worker(pid: int, records: Sequence[Mapping[str, Any]],
-                 leak_sites: Sequence[Mapping[str, Any]] = ()) -> WorkerResult:  # fmt: skip
+                 leak_sites: Sequence[Mapping[str, Any]] = ()) -> ProcessResult:  # fmt: skip
     census = tuple(to_census(r) for r in records)
     exhausted = any(r.get("exhausted") for r in records)
     run = SubjectRun(
@@ -145,29 +105,32 @@ def judge_worker(pid: int, records: Sequence[Mapping[str, Any]],
                  if c.backend_pid is not None and c.opened_in_pid not in (None, pid)}  # fmt: skip
     answered = {r["backend_pid"] for r in records if r.get("backend_pid") in elsewhere}
     foreign = max(foreign, len(answered))
-    verdict, summary = base.verdict.value, base.summary
+    verdict, summary = base.verdict, base.summary
     if crossed or foreign:
-        verdict = UNSAFE
+        verdict = Verdict.UNSAFE
         parts = []
         if crossed:
             parts.append(f"{crossed} of {len(records)} replies belonged to another task")
         if foreign:
             parts.append(f"used {foreign} connection(s) opened by another process")
         summary = "; ".join(parts)
-    return WorkerResult(
+    return ProcessResult(
         pid=pid,
-        tasks=len(records),
-        failed_tasks=sum(1 for r in records if not r["ok"]),
-        crossed_replies=crossed,
-        inherited_connections=foreign,
-        inherited_pool=any(r.get("inherited_pool_in_use") for r in records),
-        connections_opened=sum(int(r.get("opened", 0)) for r in records),
-        lost_slots=base.lost_slots,
-        held_connections=base.held_connections,
         verdict=verdict,
         summary=summary,
-        census=census,
+        tasks=len(records),
+        failed_tasks=sum(1 for r in records if not r["ok"]),
+        lost_slots=base.lost_slots,
+        held_connections=base.held_connections,
+        connections_opened=sum(int(r.get("opened", 0)) for r in records),
+        adopted_connections=max(int(r.get("inherited_connections", 0)) for r in records),
+        inherited_connections=foreign,
+        inherited_pool=any(r.get("inherited_pool_in_use") for r in records),
+        crossed_replies=crossed,
+        pool=census[-1].pool if census else None,
+        tasks_until_exhaustion=base.tasks_until_exhaustion,
         leak_sites=tuple(leak_site_from_dict(site) for site in leak_sites),
+        census=census,
     )
 
 
@@ -206,7 +169,7 @@ def error_kind(error: str) -> str:
     return error.split(":", 1)[0]
 
 
-def _fleet_summary(workers: Sequence[WorkerResult], crossed: int,
+def _fleet_summary(workers: Sequence[ProcessResult], crossed: int,
                    shared: Mapping[int, tuple[int, ...]], lost: int,
                    died: Sequence[Mapping[str, str]], stop: str | None) -> str:  # fmt: skip
     parts = []
@@ -215,7 +178,7 @@ def _fleet_summary(workers: Sequence[WorkerResult], crossed: int,
     if shared:
         backend, pids = next(iter(shared.items()))
         parts.append(f"backend {backend} answered worker processes {', '.join(map(str, pids))}")
-    bad = [w for w in workers if w.verdict != "clean"]
+    bad = [w for w in workers if w.verdict is not Verdict.CLEAN]
     for worker in bad[:2]:
         parts.append(f"worker {worker.pid}: {worker.verdict}: {worker.summary}")
     if lost:

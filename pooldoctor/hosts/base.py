@@ -1,0 +1,130 @@
+"""What a host is: the one small interface check, simulate and inspect are written against.
+
+A *host* is a place where a project's async ORM code runs: a plain Python process (a script, a
+management command, check's subject processes), a Celery worker, and next the web servers and the
+other task runners. Everything specific to one host sits in one module or package named after it
+(``hosts/celery/``, ``hosts/inprocess/``), and only there is the host's library imported
+(``tests/test_layout.py`` walks the syntax trees to keep it so). The core never imports a host's
+library; it asks :func:`pooldoctor.hosts.host_for` which host an object belongs to.
+
+A host says four things:
+
+- :meth:`Host.owns`: whether an object is its task (a Celery task, a Dramatiq actor...);
+- :meth:`Host.runner`: one task, run in this process the way the host's own worker runs it (its
+  tracer, its signals, its Django integration), as a callable taking the task's arguments;
+- :meth:`Host.refusal`: why its worker would never run a task's own code (an ``async def`` under
+  ``@app.task`` is never awaited), so pooldoctor does not measure what cannot run;
+- :meth:`Host.facts`: its version, concurrency model, the project's receivers of its process and
+  task signals, and what its Django integration does to connections.
+
+A host with workers of its own (:class:`WorkerHost`) also loads the project's app and reaches its
+broker; ``simulate`` starts real workers with pooldoctor's per-process ledger installed, feeds
+them, collects one record per task and stops them, whatever happens (``hosts/celery/fleet.py``);
+and :meth:`WorkerHost.ask` collects a live census from running ones (``inspect``).
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from collections.abc import Callable, Mapping, Sequence
+from importlib import metadata
+from typing import Any, ClassVar
+
+from pooldoctor.errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class HostFacts:
+    """What a host says about itself, for reports and findings."""
+
+    name: str
+    """The host's name: ``inprocess``, ``celery``..."""
+    version: str
+    """The installed version of its library (``not installed``), or Python's for in-process."""
+    concurrency: str | None = None
+    """Its pool or concurrency model, as configured: ``prefork -c 4``, ``threads -c 8``..."""
+    handlers: tuple[str, ...] = ()
+    """The project's receivers of the host's process and task signals (``module.function``)."""
+    django: str | None = None
+    """What its Django integration does to connections, for the installed version."""
+
+
+class Host(abc.ABC):
+    """One place where tasks run. Subclasses import their library inside their methods only, so
+    that asking which host owns an object never imports a library the project does not use."""
+
+    name: ClassVar[str]
+    """Short, stable, lower case: the name in reports and the module's name."""
+    distribution: ClassVar[str | None] = None
+    """The library's distribution name on PyPI, for its version (None: none needed)."""
+
+    def installed(self) -> bool:
+        """Whether the host's library is installed here."""
+        return self.distribution is None or self.version() != "not installed"
+
+    def version(self) -> str:
+        """The installed version of the host's library, or ``not installed``."""
+        if self.distribution is None:
+            return ""
+        try:
+            return metadata.version(self.distribution)
+        except metadata.PackageNotFoundError:
+            return "not installed"
+
+    @abc.abstractmethod
+    def owns(self, obj: Any) -> bool:
+        """Whether ``obj`` is one of this host's task objects (what its worker runs)."""
+
+    @abc.abstractmethod
+    def runner(self, task: Any) -> Callable[..., Any]:
+        """A callable that runs ``task`` once per call, in this thread, as the host's worker
+        runs it; it takes the task's arguments and raises what the task raised."""
+
+    def refusal(self, task: Any) -> str | None:
+        """Why the host's worker would never run ``task``'s own code, or None."""
+        return None
+
+    def signature_target(self, task: Any) -> Any:
+        """The function whose signature the task's arguments must bind to."""
+        return task
+
+    def facts(self, app: Any = None) -> HostFacts:
+        """What the host says about itself (and about the project's ``app``, when given)."""
+        return HostFacts(name=self.name, version=self.version())
+
+
+@dataclasses.dataclass(frozen=True)
+class LiveAnswers:
+    """What running workers answered to a live census, by node name."""
+
+    broker: str
+    """The broker asked, password masked."""
+    replies: Mapping[str, Mapping[str, Any]]
+    """Each node's census, or ``{"error": ...}``; ``"installed": False`` marks a node that
+    answered without pooldoctor installed."""
+    pinged: tuple[str, ...]
+    """Nodes that answered a ping."""
+    destination: tuple[str, ...]
+    received_at: float
+    """``time.time()`` when the answers were in: how old each snapshot is."""
+    seconds: float
+    problems: tuple[str, ...] = ()
+    """A broadcast that failed mid-way (the broker went away): what came back is kept."""
+
+
+class WorkerHost(Host):
+    """A host with worker processes of its own that pooldoctor can start, feed, stop and ask."""
+
+    @abc.abstractmethod
+    def load_app(self, spec: str) -> Any:
+        """The project's app named ``MODULE:ATTR`` (``MODULE:ATTR()`` calls a factory), or a
+        :class:`~pooldoctor.errors.PooldoctorError` saying what is wrong with the name."""
+
+    @abc.abstractmethod
+    def check_broker(self, url: str) -> None:
+        """Reach the host's broker once, bounded in time, or raise a one-line error."""
+
+    def ask(self, app: Any, timeout: float, destination: Sequence[str] = ()) -> LiveAnswers:
+        """Ask the app's running workers (all, or the nodes named) for their census."""
+        raise UsageError(f"{self.name} workers cannot be asked for a live census")
