@@ -36,20 +36,24 @@ def render(
     fmt: str,
     *,
     fail_on: str = "leak",
-    width: int | None = None,
+    width: int | None = 100,
     color: bool = False,
     checks: Sequence[Check] | None = None,
 ) -> str:
     """Render any command's report as ``fmt``; options a format does not use are ignored (scan's
     SARIF lists ``checks``, every check without them)."""
-    if isinstance(report, SimulateReport):
-        from pooldoctor.reporters import simulate
+    if isinstance(report, SimulateReport | InspectReport):
+        from pooldoctor.reporters import inspect, simulate
 
-        return simulate.render(report, fmt, fail_on, width=width, color=color)
-    if isinstance(report, InspectReport):
-        from pooldoctor.reporters import inspect
-
-        return inspect.render(report, fmt, fail_on, width=width, color=color)
+        # Each has its text, JUnit and GitHub renderers; the JSON is the model, as for all.
+        own = simulate if isinstance(report, SimulateReport) else inspect
+        if fmt == Format.JSON:
+            return json.render(report)
+        if fmt == Format.JUNIT:
+            return own.as_junit(report, fail_on)
+        if fmt == Format.GITHUB:
+            return own.as_github(report, fail_on)
+        return own.as_text(report, width=width, color=color)
     if isinstance(report, ScanResult):
         from pooldoctor.reporters import scan
         from pooldoctor.scan.checks import all_checks

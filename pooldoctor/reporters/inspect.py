@@ -14,32 +14,13 @@ from rich.text import Text
 from pooldoctor.core.model import InspectReport, NodeResult, ProcessResult, Verdict
 from pooldoctor.core.verdict import fails as verdict_fails
 from pooldoctor.reporters import console as screen
-from pooldoctor.reporters import github, json
+from pooldoctor.reporters import github
 from pooldoctor.reporters.sites import site_lines
 
 FORMATS = ("text", "json", "junit", "github")
 # Two-line headers keep the numeric columns narrow enough for long node names in 100 columns.
 COLUMNS = ("Node", "Process", "Verdict", "Tasks", "Lost", "Held", "Opened", "Inher-\nited", "Pool",
            "Server")  # fmt: skip
-
-
-def render(report: InspectReport, fmt: str, fail_on: str = "leak", *, width: int | None = 100,
-           color: bool = False) -> str:  # fmt: skip
-    if fmt == "json":
-        return json.render(report)
-    if fmt == "junit":
-        return as_junit(report, fail_on)
-    if fmt == "github":
-        return as_github(report, fail_on)
-    return as_text(report, width=width, color=color)
-
-
-def fails(report: InspectReport, fail_on: str) -> bool:
-    """Whether ``inspect`` exits 1: a node reaches ``--fail-on`` (error always does, but
-    ``never``)."""
-    return any(verdict_fails(n.verdict, fail_on) for n in report.nodes) or (
-        not report.nodes and fail_on != "never"
-    )
 
 
 # -- text ------------------------------------------------------------------------------------

@@ -12,21 +12,10 @@ from rich.text import Text
 
 from pooldoctor.core.model import PROJECT_KINDS, FleetResult, ProcessResult, SimulateReport, Verdict
 from pooldoctor.core.verdict import fails
-from pooldoctor.reporters import console, github, json
+from pooldoctor.reporters import console, github
 from pooldoctor.reporters.sites import site_lines
 
 COLUMNS = ("Subject", "Verdict", "Tasks", "Failed", "Crossed", "Conn/task")
-
-
-def render(report: SimulateReport, fmt: str, fail_on: str = "leak", *, width: int | None = 100,
-           color: bool = False) -> str:  # fmt: skip
-    if fmt == "json":
-        return json.render(report)
-    if fmt == "junit":
-        return as_junit(report, fail_on)
-    if fmt == "github":
-        return as_github(report, fail_on)
-    return as_text(report, width=width, color=color)
 
 
 def worker_line(w: ProcessResult) -> str:

@@ -10,8 +10,10 @@ import pytest
 
 from pooldoctor.commands import report as saved
 from pooldoctor.core.model import InspectReport
+from pooldoctor.core.verdict import report_fails as fails
 from pooldoctor.core.verdict.live import judge
-from pooldoctor.reporters.inspect import FORMATS, fails, render
+from pooldoctor.reporters import render
+from pooldoctor.reporters.inspect import FORMATS
 
 from .replies import CLEAN, LEAKY, NOT_INSTALLED, NOW, rows, session
 

@@ -8,28 +8,27 @@ from __future__ import annotations
 
 import pytest
 
-from pooldoctor.core.verdict import subject_result
-from pooldoctor.core.model import SimulateReport
 from pooldoctor.core.model import (
     DatabaseInfo,
     Finding,
     Fix,
     FleetResult,
-    ProcessResult,
     LeakKind,
     LeakSite,
     PoolStats,
+    ProcessResult,
     Report,
     ServerView,
     Severity,
+    SimulateReport,
     StackEntry,
     StopReason,
-    SubjectResult,
     SubjectRun,
     TaskCensus,
     ThreadConnection,
     Verdict,
 )
+from pooldoctor.core.verdict import subject_result
 from pooldoctor.scan.model import ScanFinding, ScanResult
 
 LEAK_SUMMARY = "3 tasks lost 3 pool slots (1.00 per task): the pool is exhausted after 4 tasks."

@@ -7,12 +7,10 @@ import click
 import pytest
 
 from pooldoctor.cli import cli
-from pooldoctor.core.model import SimulateReport
-from pooldoctor.core.model import LeakKind, LeakSite, Report, StackEntry, Verdict
+from pooldoctor.core.model import LeakKind, LeakSite, Report, SimulateReport, StackEntry, Verdict
 from pooldoctor.reporters import Format, github, render
 from pooldoctor.reporters.scan import ScanFormat
 from pooldoctor.reporters.scan import render as render_scan
-from pooldoctor.reporters.simulate import render as render_simulation
 from pooldoctor.scan.model import ScanResult
 
 from .conftest import LOST_SITE, PINNED_SITE
@@ -223,7 +221,7 @@ def test_through_the_format_enum(sample_report: Report) -> None:
 def test_simulation(sample_simulation: SimulateReport) -> None:
     wrapper = "run_async_task (wrapper): unsafe: run_async_task measured unsafe on 2 workers"
 
-    assert render_simulation(sample_simulation, "github", "leak").splitlines() == [
+    assert render(sample_simulation, "github", fail_on="leak").splitlines() == [
         "::notice title=pooldoctor simulate%3A unsafe::UNSAFE: run_async_task: replies crossed "
         "between worker processes.",
         f"::error title=run_async_task%3A unsafe::{wrapper}%0A"
@@ -242,7 +240,7 @@ def test_simulation(sample_simulation: SimulateReport) -> None:
 def test_simulation_never_fails_unsafe_is_still_reported(
     sample_simulation: SimulateReport,
 ) -> None:
-    out = render_simulation(sample_simulation, "github", "never").splitlines()
+    out = render(sample_simulation, "github", fail_on="never").splitlines()
 
     assert out[1].startswith("::warning title=run_async_task%3A unsafe::")
     assert out[2].startswith("::warning file=shop/tasks.py,line=42,")
@@ -271,10 +269,11 @@ def test_the_project_s_own_task_is_annotated_like_a_wrapper(sample_report: Repor
     wrapper = sample_report.results[0]
 
     report = dataclasses.replace(
-        sample_report, results=(
+        sample_report,
+        results=(
             dataclasses.replace(wrapper, subject="shop.tasks.refresh_prices", kind="task"),
             *sample_report.results[1:],
-        )
+        ),
     )
 
     assert lines(report)[1].startswith(

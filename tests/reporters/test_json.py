@@ -34,9 +34,7 @@ def retimed(report: Report) -> Report:
         dataclasses.replace(
             r,
             seconds=r.seconds + 2.0,
-            evidence=dataclasses.replace(
-                r.evidence, census=tuple(census(c) for c in r.census)
-            ),
+            evidence=dataclasses.replace(r.evidence, census=tuple(census(c) for c in r.census)),
         )
         for r in report.results
     )

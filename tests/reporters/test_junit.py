@@ -140,7 +140,8 @@ def test_unknown_fail_on_is_rejected(sample_report: Report) -> None:
 def test_the_project_s_own_task_gates_like_a_wrapper(sample_report: Report) -> None:
     wrapper = sample_report.results[0]
     report = dataclasses.replace(
-        sample_report, results=(dataclasses.replace(wrapper, kind="task"), *sample_report.results[1:])
+        sample_report,
+        results=(dataclasses.replace(wrapper, kind="task"), *sample_report.results[1:]),
     )
 
     failure = case(parse(report, "leak"), "run_async_task").find("failure")

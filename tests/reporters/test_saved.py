@@ -8,15 +8,20 @@ import json
 import pytest
 
 from pooldoctor.commands import report as saved
-from pooldoctor.core.model import SimulateReport
-from pooldoctor.core.model import DatabaseInfo, Report, SubjectResult, SubjectRun, Verdict
+from pooldoctor.core.model import (
+    DatabaseInfo,
+    Report,
+    SimulateReport,
+    SubjectResult,
+    SubjectRun,
+    Verdict,
+)
 from pooldoctor.errors import UsageError
 from pooldoctor.reporters import Format, render
 from pooldoctor.reporters import json as json_reporter
+from pooldoctor.reporters.json import render as simulation_json
 from pooldoctor.reporters.scan import ScanFormat, as_json
 from pooldoctor.reporters.scan import render as render_scan
-from pooldoctor.reporters.json import render as simulation_json
-from pooldoctor.reporters.simulate import render as render_simulation
 from pooldoctor.scan.checks import all_checks
 from pooldoctor.scan.model import ScanResult
 
@@ -78,7 +83,7 @@ def test_a_loaded_simulation_renders_as_the_original(
     back = loaded(simulation_json(sample_simulation))
 
     assert back.command == "simulate"
-    assert back.render(fmt, fail_on) == render_simulation(sample_simulation, fmt, fail_on)
+    assert back.render(fmt, fail_on) == render(sample_simulation, fmt, fail_on=fail_on, width=100)
     # every field comes back, inherited_pool included
     assert back.report == sample_simulation
 
@@ -145,7 +150,8 @@ def test_fails_as_check_would(
 def test_the_project_s_own_task_fails_a_check(sample_report: Report) -> None:
     wrapper = sample_report.results[0]
     report = dataclasses.replace(
-        sample_report, results=(dataclasses.replace(wrapper, kind="task"), *sample_report.results[1:])
+        sample_report,
+        results=(dataclasses.replace(wrapper, kind="task"), *sample_report.results[1:]),
     )
 
     assert loaded(json_reporter.render(report)).fails("leak") is True
