@@ -13,10 +13,10 @@ from typing import Any
 
 from pooldoctor.commands import check
 from pooldoctor.core import project, server
-from pooldoctor.core.live_model import InspectReport
+from pooldoctor.core.model import InspectReport
 from pooldoctor.core.verdict.live import judge
 from pooldoctor.errors import ProjectError
-from pooldoctor.hosts.celery import control as fleet
+from pooldoctor.hosts import worker_host
 
 
 @dataclasses.dataclass(frozen=True)
@@ -28,6 +28,10 @@ class InspectOptions:
     timeout: float
     destination: tuple[str, ...]
     cwd: str
+
+
+# The host whose running workers inspect asks (its app is --app).
+HOST = "celery"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,7 +53,7 @@ def load(options: InspectOptions) -> Target:
     if options.settings:
         os.environ["DJANGO_SETTINGS_MODULE"] = options.settings
         project.import_settings(options.settings)
-    app = project.load_celery_app(options.app)
+    app = worker_host(HOST).load_app(options.app)
     settings = os.environ.get("DJANGO_SETTINGS_MODULE")
     if not settings:
         return Target(app, None, "no Django settings: pass --settings or set "
@@ -74,8 +78,7 @@ def load(options: InspectOptions) -> Target:
 
 def inspect_once(target: Target, options: InspectOptions) -> InspectReport:
     started = time.monotonic()
-    broker = fleet.broker_url(target.app)
-    answers = fleet.ask(target.app, options.timeout, options.destination)
+    answers = worker_host(HOST).ask(target.app, options.timeout, options.destination)
     if target.alias is None:
         rows = server.unavailable("-", target.why_no_server or "no database")
     else:
@@ -86,7 +89,7 @@ def inspect_once(target: Target, options: InspectOptions) -> InspectReport:
         answers.destination,
         rows,
         received_at=answers.received_at,
-        broker=broker,
+        broker=answers.broker,
         timeout=options.timeout,
         environment=check.environment(),
         seconds=round(time.monotonic() - started, 3),

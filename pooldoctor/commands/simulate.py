@@ -24,11 +24,11 @@ from pooldoctor.core.probes import get_mode
 from pooldoctor.core.subjects import Subject, parse_wrapper, select_modes
 from pooldoctor.core.verdict import worst
 from pooldoctor.core.verdict.fleet import judge_fleet
-from pooldoctor.errors import MissingExtraError, PooldoctorError, UsageError
+from pooldoctor.errors import PooldoctorError, UsageError
+from pooldoctor.hosts import worker_host
 from pooldoctor.hosts.celery.fleet import FleetOptions, FleetRecords, kill_all, run_fleet
 
 POOLS = ("prefork", "threads", "solo", "gevent")
-BROKER_TIMEOUT = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,8 @@ def run_simulate(options: SimulateOptions,
     if fleet.pool == "gevent" and importlib.util.find_spec("gevent") is None:
         raise UsageError("--pool gevent needs gevent, which is not installed",
                          "pip install gevent, or choose --pool prefork|threads|solo")  # fmt: skip
-    _check_broker(fleet.broker)
+    host = worker_host("celery")
+    host.check_broker(fleet.broker)
     opts = options.check
     subjects = [*select_modes(list(opts.modes) if opts.modes is not None else None)]
     subjects += [parse_wrapper(w) for w in opts.wrappers]
@@ -61,7 +62,7 @@ def run_simulate(options: SimulateOptions,
             spec, source, run_id, [s for s in subjects if s.kind == "wrapper"]
         )
         if fleet.app:
-            project.load_celery_app(fleet.app)  # a worker that cannot would only die
+            host.load_app(fleet.app)  # a worker that cannot would only die
 
         def one(index: int, subject: Subject, options: FleetOptions) -> FleetRecords:
             records = run_fleet(spec, subject, options, run_id, index)
@@ -116,6 +117,7 @@ def run_simulate(options: SimulateOptions,
             "warm_parent": fleet.warm_parent,
             "broker": "embedded" if fleet.broker == "embedded" else project.mask_url(fleet.broker),
             "signal_handlers": ready.get("signal_handlers", []),
+            "django_integration": ready.get("django_integration"),
         },
         results=tuple(results),
         findings=tuple(fleet_findings(results, proof, database.pool is not None)),
@@ -137,31 +139,6 @@ def _judge(raw: FleetRecords) -> FleetResult:
     return judge_fleet(raw.subject.name, raw.subject.kind, raw.sent, raw.records,
                        raw.children_died, raw.stop_detail, raw.seconds,
                        raw.leak_sites)  # fmt: skip
-
-
-def _check_broker(url: str) -> None:
-    """Reach the broker from here first: a worker retries a broker that is down for ever, and one
-    whose client library is missing dies with kombu's AttributeError."""
-    if url == "embedded":
-        return
-    from kombu import Connection
-
-    shown = project.mask_url(url)
-    try:
-        with Connection(url, connect_timeout=BROKER_TIMEOUT) as connection:
-            connection.ensure_connection(max_retries=1)
-    except (ImportError, AttributeError) as exc:
-        scheme = url.partition("://")[0]
-        raise MissingExtraError(
-            f"--broker {shown}: kombu cannot load the client library for {scheme}:// "
-            f"({type(exc).__name__}: {exc})",
-            f"pip install 'celery[{scheme}]'",
-        ) from exc
-    except Exception as exc:
-        raise PooldoctorError(
-            f"--broker {shown}: cannot connect: {exc}",
-            "start the broker, fix the URL, or use --broker embedded",
-        ) from exc
 
 
 def _started(raw: list[FleetRecords]) -> None:

@@ -1,10 +1,12 @@
 """The project's own tasks (``check --task``): finding them, checking them, running them.
 
-A task is named ``MODULE.ATTR`` (or ``MODULE:ATTR``): a Celery task, run through Celery's tracer
-with the given arguments as a solo worker runs it, or a plain sync callable, called with them. An
-``async def`` that nothing wraps is run through each ``--wrapper``; without one it is refused,
-because calling it would only create a coroutine. Every check here runs in the parent before any
-subject process starts, so a wrong path or arguments that cannot bind fail in a second.
+A task is named ``MODULE.ATTR`` (or ``MODULE:ATTR``): a host's task (a Celery task, run through
+Celery's tracer as a solo worker runs it) or a plain sync callable (the in-process host: called),
+with the given arguments. An ``async def`` that nothing wraps is run through each ``--wrapper``;
+without one it is refused, because calling it would only create a coroutine. A task its host's
+worker would never run (an ``async def`` under ``@app.task``) is refused. Every check here runs in
+the parent before any subject process starts, so a wrong path or arguments that cannot bind fail
+in a second.
 """
 
 from __future__ import annotations
@@ -18,18 +20,24 @@ from typing import Any
 
 from pooldoctor.core.subjects import (
     Subject,
-    celery_runner,
     decorate,
     describe_exception,
-    is_celery_task,
     load_wrapper,
     resolve_attribute,
 )
 from pooldoctor.errors import UsageError
+from pooldoctor.hosts import host_for
+from pooldoctor.hosts.base import Host
 
 _TASK = re.compile(r"^[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*(?::[A-Za-z_]\w*(?:\.[A-Za-z_]\w*)*)?$")
 
 TASK_EXAMPLE = "for example --task mysite.tasks.refresh_prices"
+IN_PROCESS = "inprocess"
+# What to do about a task its host refuses: an async function that nothing wraps (in process), or
+# a task that the host's worker would never await.
+WRAP_TIP = ("name the task the project's decorator made from it, or add --wrapper MODULE:ATTR to "
+            "run it through that decorator")  # fmt: skip
+AWAIT_TIP = "decorate it with the project's async task decorator; scan reports this as PD306"
 
 
 def parse_arguments(args: str | None, kwargs: str | None) -> tuple[tuple[Any, ...], dict[str, Any]]:
@@ -129,7 +137,7 @@ def resolve_task(
 ) -> list[Subject]:
     """The subjects a ``--task`` makes, each checked to be runnable with these arguments.
 
-    A Celery task or a sync callable is one subject; an async function that nothing wraps is one
+    A host's task or a sync callable is one subject; an async function that nothing wraps is one
     subject per ``--wrapper`` (decorated with it, as the project would), and an error without one.
     """
     obj = load_task(path)
@@ -137,69 +145,54 @@ def resolve_task(
     def subject(name: str, wrapper: str | None = None) -> Subject:
         return Subject(name, "task", path, tuple(args), dict(kwargs), wrapper)
 
-    if is_celery_task(obj):
-        if _never_awaited(obj):
-            raise UsageError(
-                f"--task {path} is a Celery task on an async def: Celery never awaits the "
-                "coroutine, so the task's body never runs",
-                "decorate it with the project's async task decorator; scan reports this as PD306",
-            )
-        _check_arguments(path, obj.run, args, kwargs)
-        return [subject(path)]
-    if _is_async(obj):
-        if not wrappers:
-            raise UsageError(
-                f"--task {path} is an async function that nothing wraps, so calling it only "
-                "creates a coroutine",
-                "name the task the project's decorator made from it, or add --wrapper "
-                "MODULE:ATTR to run it through that decorator",
-            )
-        subjects = []
-        for spec in wrappers:
-            wrapped = decorate(spec, load_wrapper(spec), obj)
-            _check_arguments(path, getattr(wrapped, "run", wrapped), args, kwargs)
-            subjects.append(subject(f"{path} via {spec}", spec))
-        return subjects
-    if not callable(obj) or inspect.isclass(obj):
+    try:
+        host = host_for(obj)
+    except LookupError:
         what = "class" if inspect.isclass(obj) else type(obj).__name__
         raise UsageError(
             f"--task {path} is a {what}, not a task or a function",
             "name a Celery task, or a sync function that runs the async code",
-        )
-    _check_arguments(path, obj, args, kwargs)
+        ) from None
+    reason = host.refusal(obj)
+    if reason is not None and host.name == IN_PROCESS and wrappers:
+        # A bare async function: run it through each wrapper, as the project decorates it.
+        subjects = []
+        for spec in wrappers:
+            wrapped = decorate(spec, load_wrapper(spec), obj)
+            _check_arguments(path, _signature_target(wrapped), args, kwargs)
+            subjects.append(subject(f"{path} via {spec}", spec))
+        return subjects
+    if reason is not None:
+        tip = WRAP_TIP if host.name == IN_PROCESS else AWAIT_TIP
+        raise UsageError(f"--task {path} is {reason}", tip)
+    _check_arguments(path, host.signature_target(obj), args, kwargs)
     return [subject(path)]
 
 
-def task_runner(spec: Mapping[str, Any]) -> Callable[[str], Any]:
-    """In a subject process: the task a ``task`` subject's spec names, ready to run once per call
-    with the spec's arguments (the probe's kind argument is ignored)."""
+def task_runner(spec: Mapping[str, Any]) -> tuple[Host, Callable[[str], Any]]:
+    """In a subject process: the host that runs the task a ``task`` subject's spec names, and
+    the task, ready to run once per call with the spec's arguments (the probe's kind argument is
+    ignored)."""
     path = spec["name"]
     obj = load_task(path)
     wrapper = spec.get("wrapper")
     if wrapper is not None:
         obj = decorate(wrapper, load_wrapper(wrapper), obj)
-    celery = is_celery_task(obj)
-    call = celery_runner(obj) if celery else obj
+    host = host_for(obj)
+    call = host.runner(obj)
     args, kwargs = tuple(spec.get("args", ())), dict(spec.get("kwargs", {}))
 
     def run(kind: str) -> Any:
         return call(*args, **kwargs)
 
-    run.celery_task = celery  # type: ignore[attr-defined]
-    return run
+    return host, run
 
 
-def _is_async(obj: Any) -> bool:
-    return inspect.iscoroutinefunction(obj)
-
-
-def _never_awaited(task: Any) -> bool:
-    """A Celery task on an async def whose class does not await it: Celery's tracer calls
-    ``run`` directly unless the task's class overrides ``__call__`` (a base class that runs an
-    event loop does, and then the coroutine is awaited)."""
-    from celery.app.task import Task
-
-    return _is_async(task.run) and task.__class__.__call__ is Task.__call__
+def _signature_target(obj: Any) -> Any:
+    try:
+        return host_for(obj).signature_target(obj)
+    except LookupError:  # a wrapper that returned a class: its constructor takes the arguments
+        return obj
 
 
 def _check_arguments(path: str, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:

@@ -2,11 +2,11 @@
 
 A wrapper is named ``MODULE:ATTR`` (ATTR is a decorator taking an async function) or
 ``MODULE:ATTR()`` (ATTR is a factory called with no arguments that returns such a decorator). The
-decorator may return a plain callable or a Celery task; a task is run in-process through Celery's
-own tracer, as a solo worker runs it.
+decorator may return a plain callable or a task of a host (a Celery task); the host that owns what
+it returns runs it in-process, as its worker would (Celery's own tracer, as a solo worker).
 
-A task (``--task``, see :mod:`pooldoctor.core.project_tasks`) is the project's own task, run through
-the same tracer with the arguments given.
+A task (``--task``, see :mod:`pooldoctor.core.project_tasks`) is the project's own task, run by
+its host in the same way with the arguments given.
 """
 
 from __future__ import annotations
@@ -16,12 +16,13 @@ import difflib
 import importlib
 import re
 import traceback
-import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from pooldoctor.core.probes import all_modes
 from pooldoctor.errors import PooldoctorError, ProjectError, UsageError
+from pooldoctor.hosts import host_for
+from pooldoctor.hosts.base import Host
 
 _WRAPPER = re.compile(r"^(?P<module>[A-Za-z_][\w.]*):(?P<attr>[A-Za-z_][\w.]*)(?P<call>\(\))?$")
 
@@ -135,8 +136,16 @@ def resolve_attribute(
 
 def apply_wrapper(spec: str, decorator: Callable[[Any], Any], task: Any) -> Callable[[str], Any]:
     """Decorate the probe task with the project's wrapper and return something to call per task."""
+    return wrapped_runner(spec, decorator, task)[1]
+
+
+def wrapped_runner(
+    spec: str, decorator: Callable[[Any], Any], task: Any
+) -> tuple[Host, Callable[[str], Any]]:
+    """The host that runs the probe task decorated with the project's wrapper, and its runner."""
     wrapped = decorate(spec, decorator, task)
-    return celery_runner(wrapped) if is_celery_task(wrapped) else wrapped
+    host = host_for(wrapped)
+    return host, host.runner(wrapped)
 
 
 def decorate(spec: str, decorator: Callable[[Any], Any], task: Any) -> Any:
@@ -154,51 +163,6 @@ def decorate(spec: str, decorator: Callable[[Any], Any], task: Any) -> Any:
             "the decorator must return a function or a Celery task",
         )
     return wrapped
-
-
-def is_celery_task(obj: Any) -> bool:
-    try:
-        from celery.app.task import Task
-    except ImportError:  # pragma: no cover - celery is a dependency
-        return False
-    return isinstance(obj, Task)
-
-
-def celery_runner(task: Any) -> Callable[..., Any]:
-    """Run a Celery task in this thread through Celery's tracer, as a solo worker does; the
-    returned function takes the task's arguments.
-
-    ``task.apply()`` would mark the request eager, and Celery's Django fix-up skips its database
-    cleanup for eager tasks; a worker's tracer runs the task with ``is_eager=False`` and the
-    fix-up's ``task_prerun``/``task_postrun`` handlers, so that is what runs here. Results are not
-    stored (``ignore_result``), so no result backend is touched.
-    """
-    from celery import states
-    from celery.app.trace import build_tracer
-
-    install_worker_fixup(task.app)
-    tracer = build_tracer(task.name, task, app=task.app, eager=False, propagate=False)
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        task_id = uuid.uuid4().hex
-        request = {"id": task_id, "ignore_result": True, "delivery_info": {"is_eager": False}}
-        retval, info, _, _ = tracer(task_id, args, kwargs, request)
-        if info is not None and info.state in (states.FAILURE, states.RETRY):
-            raise info.retval
-        return retval
-
-    run.celery_task = True  # type: ignore[attr-defined]
-    return run
-
-
-def install_worker_fixup(app: Any) -> bool:
-    """Install Celery's Django worker fix-up if the app has the Django fix-up, as ``worker_init``
-    would. Returns whether it did."""
-    for fixup in getattr(app, "_fixups", ()):
-        if type(fixup).__name__ == "DjangoFixup":
-            fixup.worker_fixup.install()
-            return True
-    return False
 
 
 def describe_exception(exc: BaseException) -> str:

@@ -6,6 +6,7 @@ from typing import Any
 
 from pooldoctor.core.model import ServerSession
 from pooldoctor.core.server import ServerRows
+from pooldoctor.hosts.celery.control import classify
 
 NOW = 1_764_240_020.0
 POOL = {"min_size": 0, "max_size": 4, "size": 4, "available": 0, "waiting": 0,
@@ -61,4 +62,5 @@ LEAKY = reply("leaky@host1", process(4243, lost=3, held=0, opened=4, sites=[SITE
 CLEAN = reply("clean@host2", process(5243, opened=1, connections=[connection(9002)]))
 PINNED = reply("pinned@host3", process(6243, held=1, opened=1, connections=[
     connection(9003, held=True, held_seconds=10.0, transaction="intrans")]))  # fmt: skip
-NOT_INSTALLED = {"error": "KeyError('pooldoctor_census')"}
+# Celery's answer for a command the worker does not know, as the Celery host passes it on.
+NOT_INSTALLED = classify({"error": "KeyError('pooldoctor_census')"})

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.core.live_model import InspectReport, NodeStatus
-from pooldoctor.core.model import PoolStats, Verdict
+from pooldoctor.core.model import InspectReport, NodeStatus, PoolStats, Verdict
 from pooldoctor.core.server import ServerRows, unavailable
 from pooldoctor.core.verdict.live import judge, runs_dry_after
 

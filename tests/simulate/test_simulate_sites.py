@@ -9,9 +9,8 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from pooldoctor.core.model import SimulateReport
 from pooldoctor.core.forensics.threads import THREAD_SENSITIVE_CONTEXT
-from pooldoctor.core.model import DatabaseInfo
+from pooldoctor.core.model import DatabaseInfo, SimulateReport
 from pooldoctor.core.verdict.fleet import judge_fleet
 from pooldoctor.reporters.simulate import as_text
 

@@ -13,27 +13,27 @@ from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from pooldoctor.core.live_model import (
+from pooldoctor.core.model import (
+    Finding,
     InspectReport,
     NodeResult,
     NodeStatus,
     PinnedConnection,
+    PoolStats,
     ProcessResult,
     ServerResult,
     ServerSession,
     SessionGroup,
+    Severity,
+    Verdict,
+    leak_site_from_dict,
 )
-from pooldoctor.core.model import Finding, PoolStats, Severity, Verdict, leak_site_from_dict
 from pooldoctor.core.server import ServerRows
 from pooldoctor.core.verdict import worst
-from pooldoctor.hosts.celery.install import COMMAND
 
 # Connections opened per task above which the pool is being rebuilt rather than reused.
 CHURN_PER_TASK = 0.5
 IN_TRANSACTION = ("intrans", "inerror")
-# What Celery (kombu's pidbox) answers for a command the worker does not know: the KeyError of
-# its handler lookup. Any other error is the census failing, not pooldoctor missing.
-_MISSING_COMMAND = repr(KeyError(COMMAND))
 
 
 def judge(
@@ -103,7 +103,9 @@ def judge_node(
         )  # fmt: skip
     if "processes" not in reply:
         error = str(reply.get("error", reply))
-        if error == _MISSING_COMMAND:
+        # The host marks a reply that says the worker does not know the census command (Celery:
+        # the KeyError of kombu's handler lookup); any other error is the census failing.
+        if reply.get("installed") is False:
             return NodeResult(
                 name, NodeStatus.NOT_INSTALLED, Verdict.ERROR,
                 "answered without pooldoctor: pooldoctor.celery.install(app) is not in its "
@@ -184,28 +186,28 @@ def judge_process(
         verdict = Verdict.CLEAN
         summary = f"nothing held between tasks, nothing lost ({_plural(tasks, 'task')})"
     return ProcessResult(
-        node=node,
         pid=int(data["pid"]),
-        main=bool(data.get("main")),
         verdict=verdict,
         summary=summary,
         tasks=tasks,
         failed_tasks=int(data.get("failed_tasks", 0)),
-        lost=lost,
-        held=held,
-        opened=int(data.get("opened", 0)),
-        inherited=int(data.get("inherited", 0)),
+        lost_slots=lost,
+        held_connections=held,
+        connections_opened=int(data.get("opened", 0)),
+        adopted_connections=int(data.get("inherited", 0)),
         checkouts=int(data.get("checkouts", 0)),
         returns=int(data.get("returns", 0)),
         pool=pool,
         tasks_until_exhaustion=remaining,
+        leak_sites=tuple(leak_site_from_dict(s) for s in data.get("leak_sites", ())),
+        node=node,
+        main=bool(data.get("main")),
         pinned=pinned,
         backend_pids=backends,
         server_sessions=tuple(sessions[b] for b in backends if b in sessions),
         gone_from_server=tuple(b for b in backends if b not in sessions)
         if server_available
         else (),
-        leak_sites=tuple(leak_site_from_dict(s) for s in data.get("leak_sites", ())),
         updated_seconds_ago=round(since, 1) if updated is not None else None,
     )
 
@@ -306,7 +308,7 @@ def findings(nodes: Sequence[NodeResult], server: ServerResult, destination: boo
 def process_findings(p: ProcessResult) -> list[Finding]:
     where = f"{p.node} pid {p.pid}"
     out: list[Finding] = []
-    if p.lost:
+    if p.lost_slots:
         site = next((s for s in p.leak_sites if s.file), None)
         at = f", checked out at {site.file}:{site.line} in {site.function}()" if site else ""
         out.append(Finding(
@@ -317,7 +319,7 @@ def process_findings(p: ProcessResult) -> list[Finding]:
             "pooldoctor check --wrapper measures which of your patterns is clean",
             p.node,
         ))  # fmt: skip
-    if p.held:
+    if p.held_connections:
         out.append(Finding(
             "PD502", Severity.WARNING,
             f"{where}: {p.summary}",
@@ -336,29 +338,32 @@ def process_findings(p: ProcessResult) -> list[Finding]:
             "connection on its thread when the task ends",
             p.node,
         ))  # fmt: skip
-    if p.pool is not None and (p.pool.waiting > 0 or p.pool.max_size - p.lost - p.held <= 0):
+    dry = p.pool is not None and p.pool.max_size - p.lost_slots - p.held_connections <= 0
+    if p.pool is not None and (p.pool.waiting > 0 or dry):
         out.append(Finding(
             "PD504", Severity.ERROR,
-            f"{where}: the pool is dry: max_size {p.pool.max_size}, {p.lost} lost, {p.held} "
+            f"{where}: the pool is dry: max_size {p.pool.max_size}, {p.lost_slots} lost, "
+            f"{p.held_connections} "
             f"held, {p.pool.waiting} waiting",
             "restart the worker to get its slots back now; fix the leak (PD501/PD502) so they "
             "stay back",
             p.node,
         ))  # fmt: skip
     # Without a pool a connect per task is the design (CONN_MAX_AGE=0); with one, churn.
-    if p.pool is not None and p.tasks >= 2 and p.opened / p.tasks > CHURN_PER_TASK:
+    if p.pool is not None and p.tasks >= 2 and p.connections_opened / p.tasks > CHURN_PER_TASK:
         out.append(Finding(
             "PD505", Severity.WARNING,
-            f"{where}: {p.opened} server connections opened in {_plural(p.tasks, 'task')} "
-            f"({p.opened / p.tasks:.2g} per task): the pool is rebuilt instead of reused",
+            f"{where}: {p.connections_opened} server connections opened in "
+            f"{_plural(p.tasks, 'task')} ({p.connections_opened / p.tasks:.2g} per task): the pool "
+            "is rebuilt instead of reused",
             "keep connections across tasks (a pool, or CONN_MAX_AGE on threads that live as "
             "long as the process), or put PgBouncer in front of the server",
             p.node,
         ))  # fmt: skip
-    if p.inherited:
+    if p.adopted_connections:
         out.append(Finding(
             "PD506", Severity.WARNING,
-            f"{where}: {_plural(p.inherited, 'connection')} inherited from the parent "
+            f"{where}: {_plural(p.adopted_connections, 'connection')} inherited from the parent "
             "process's pool: their sockets are shared with every sibling",
             "discard the inherited pool in worker_process_init (connections[alias]"
             ".close_pool()), and do not touch the database in the parent before it forks",

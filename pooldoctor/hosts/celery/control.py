@@ -3,7 +3,8 @@ through the app's own broker at once, and each node classified by what came back
 
 - answered: a census reply (``"schema"`` and ``"processes"``);
 - not installed: the node answered, but with an error for the unknown command (kombu's pidbox
-  replies ``{"error": "KeyError('pooldoctor_census')"}``), or it answered the ping only;
+  replies ``{"error": "KeyError('pooldoctor_census')"}``; :func:`classify` marks that reply
+  ``"installed": False``), or it answered the ping only;
 - no answer: a ``--destination`` that nothing answered within ``--timeout``.
 
 Nothing here waits beyond the timeout: the broker is reached first with one bounded attempt (kombu
@@ -13,7 +14,6 @@ a deadline.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -21,6 +21,7 @@ from typing import Any
 
 from pooldoctor.core import project
 from pooldoctor.errors import MissingExtraError, PooldoctorError
+from pooldoctor.hosts.base import LiveAnswers
 from pooldoctor.hosts.celery.install import COMMAND
 
 CONNECT_TIMEOUT = 3.0
@@ -32,20 +33,19 @@ class BrokerError(PooldoctorError):
     """The app's broker cannot be reached."""
 
 
-@dataclasses.dataclass(frozen=True)
-class FleetAnswers:
-    """What came back, by node name."""
+# What kombu's pidbox answers for a command the worker does not know: the KeyError of its handler
+# lookup. Any other error is the census failing, not pooldoctor missing.
+_UNKNOWN_COMMAND = repr(KeyError(COMMAND))
 
-    replies: Mapping[str, Mapping[str, Any]]
-    """Each node's reply to the census command (a census, or ``{"error": ...}``)."""
-    pinged: tuple[str, ...]
-    """Nodes that answered the ping."""
-    destination: tuple[str, ...]
-    received_at: float
-    """``time.time()`` when the answers were in: how old each snapshot is."""
-    seconds: float
-    problems: tuple[str, ...] = ()
-    """A broadcast that failed mid-way (the broker went away): what came back is kept."""
+
+def classify(reply: Any) -> Mapping[str, Any]:
+    """A node's reply as the judge reads it: a census as it came, an error as ``{"error": ...}``,
+    marked ``"installed": False`` when it is Celery's answer to an unknown command."""
+    if not isinstance(reply, Mapping):
+        return {"error": repr(reply)}
+    if "processes" not in reply and str(reply.get("error")) == _UNKNOWN_COMMAND:
+        return {**reply, "installed": False}
+    return reply
 
 
 def broker_url(app: Any) -> str:
@@ -78,9 +78,10 @@ def check_broker(app: Any, timeout: float) -> None:
         ) from exc
 
 
-def ask(app: Any, timeout: float, destination: Sequence[str] = ()) -> FleetAnswers:
+def ask(app: Any, timeout: float, destination: Sequence[str] = ()) -> LiveAnswers:
     """Broadcast the census command and a ping at once; at most ``timeout`` (plus a publish)."""
     started = time.monotonic()
+    broker = broker_url(app)
     check_broker(app, timeout)
     targets = list(destination) or None
     limit = len(destination) or None
@@ -115,8 +116,9 @@ def ask(app: Any, timeout: float, destination: Sequence[str] = ()) -> FleetAnswe
     for thread in threads:
         thread.join(max(0.0, deadline - time.monotonic()))
     # A thread still running is abandoned (a daemon): its nodes count as not answering.
-    return FleetAnswers(
-        replies={k: v if isinstance(v, Mapping) else {"error": repr(v)} for k, v in census.items()},
+    return LiveAnswers(
+        broker=broker,
+        replies={k: classify(v) for k, v in census.items()},
         pinged=tuple(sorted(pings)),
         destination=tuple(destination),
         received_at=time.time(),

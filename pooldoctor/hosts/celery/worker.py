@@ -20,7 +20,6 @@ import os
 import signal
 import threading
 import time
-import weakref
 from pathlib import Path
 from typing import Any
 
@@ -29,8 +28,9 @@ from pooldoctor.core.census import django_pool
 from pooldoctor.core.model import to_dict
 from pooldoctor.core.probes import get_mode
 from pooldoctor.core.probes.task import ECHOES, ProbeFailure, make_probe_task
-from pooldoctor.core.subjects import decorate, is_celery_task, load_wrapper
+from pooldoctor.core.subjects import decorate, load_wrapper
 from pooldoctor.core.worker_process import WorkerProcess
+from pooldoctor.hosts import get_host
 from pooldoctor.hosts.inprocess.runner import EXHAUSTION_GRACE, WATCH_INTERVAL
 
 SPEC: dict[str, Any] = json.loads(Path(os.environ["POOLDOCTOR_SIMULATE"]).read_text())
@@ -220,21 +220,6 @@ def _set_fixup(app: Any, mode: str) -> bool:
     return bool(fixups) or mode == "on"
 
 
-def _signal_handlers() -> list[str]:
-    from celery import signals
-
-    names = []
-    for name in ("worker_process_init", "worker_process_shutdown", "task_prerun", "task_postrun"):
-        for _, receiver in getattr(signals, name).receivers:
-            target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
-            func = getattr(target, "__func__", target)
-            module = getattr(func, "__module__", "?")
-            if module and module.startswith("pooldoctor."):
-                continue
-            names.append(f"{name}: {module}.{getattr(func, '__qualname__', func)}")
-    return sorted(set(names))
-
-
 def _bootstrap() -> Any:
     from celery import signals
 
@@ -265,8 +250,9 @@ def _bootstrap() -> Any:
     else:
         run = decorate(SPEC["subject"]["name"], load_wrapper(SPEC["subject"]["name"]),
                        make_probe_task(ALIAS))  # fmt: skip
-    name = run.name if is_celery_task(run) else PROBE_NAME
-    if not is_celery_task(run):
+    host = get_host("celery")
+    name = run.name if host.owns(run) else PROBE_NAME
+    if not host.owns(run):
         app.task(name=PROBE_NAME, ignore_result=True)(run)
 
     def on_worker_init(**kwargs: Any) -> None:
@@ -277,10 +263,10 @@ def _bootstrap() -> Any:
             _on_child_start(forked=False)  # threads, solo, gevent: tasks run in this process
 
     def on_ready(**kwargs: Any) -> None:
-        import celery
-
-        info = {"task": name, "celery": celery.__version__, "django_fixup": fixup,
-                "signal_handlers": _signal_handlers(), "pid": os.getpid()}  # fmt: skip
+        facts = host.facts(app)
+        info = {"task": name, "celery": facts.version, "django_fixup": fixup,
+                "signal_handlers": list(facts.handlers), "django_integration": facts.django,
+                "pid": os.getpid()}  # fmt: skip
         ready = Path(SPEC["dir"]) / "ready.json"
         ready.with_suffix(".tmp").write_text(json.dumps(info))
         ready.with_suffix(".tmp").replace(ready)  # the parent polls for it: never half a file

@@ -30,7 +30,7 @@ from pooldoctor.core.model import StopReason, TaskCensus, to_dict
 from pooldoctor.core.probes import get_mode
 from pooldoctor.core.probes.task import ProbeFailure, make_probe_task, schedule
 from pooldoctor.core.project_tasks import task_runner
-from pooldoctor.core.subjects import apply_wrapper, load_wrapper
+from pooldoctor.core.subjects import load_wrapper, wrapped_runner
 from pooldoctor.errors import PooldoctorError
 
 # How long a request may wait with no free slot before it counts as exhaustion: long enough for
@@ -72,6 +72,7 @@ class Subject:
         self.observer: census.ServerObserver | None = None
         self.run_task: Callable[[str], Any] | None = None
         self.celery_task = False
+        """Whether the Celery host runs the task (the report's ``evidence.celery_task``)."""
 
     def set_up(self) -> str | None:
         """Load Django and the subject; returns a reason to skip, or None."""
@@ -94,12 +95,14 @@ class Subject:
                 make_probe_task(self.alias, thread_sensitive=mode.thread_sensitive)
             )
         elif subject["kind"] == "task":
-            self.run_task = task_runner(subject)
-            self.celery_task = getattr(self.run_task, "celery_task", False)
+            host, self.run_task = task_runner(subject)
+            self.celery_task = host.name == "celery"
         else:
             decorator = load_wrapper(subject["name"])
-            self.run_task = apply_wrapper(subject["name"], decorator, make_probe_task(self.alias))
-            self.celery_task = getattr(self.run_task, "celery_task", False)
+            host, self.run_task = wrapped_runner(
+                subject["name"], decorator, make_probe_task(self.alias)
+            )
+            self.celery_task = host.name == "celery"
         self.observer = census.ServerObserver(
             project.connection_params(self.alias), self.spec["application_name"]
         )
