@@ -353,6 +353,8 @@ class ProcessResult:
     """The census after each task, when the host streams them (simulate)."""
     node: str | None = None
     """The worker node it belongs to (inspect)."""
+    subject: str | None = None
+    """The subject it ran (simulate)."""
     main: bool = False
     """The worker's main process runs the tasks itself (solo, threads pools)."""
     pinned: tuple[PinnedConnection, ...] = ()
@@ -546,7 +548,7 @@ class SimulateReport(Outcome):
     @property
     def workers(self) -> list[dict[str, Any]]:
         """Every worker process of every subject, flat, each with its subject."""
-        return [{"subject": r.subject, **to_dict(w)} for r in self.results for w in r.workers]
+        return [to_dict(w) for r in self.results for w in r.workers]
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,9 +20,15 @@ from .sim import (
     simulate,
 )
 
+# The documented keys of every worker, then the rest of the ProcessResult a worker shares with
+# inspect's processes (its census, pool and inherited pool, inspect's first key names).
 WORKER_FIELDS = {"subject", "pid", "tasks", "failed_tasks", "crossed_replies",
                  "inherited_connections", "connections_opened", "lost_slots",
-                 "held_connections", "verdict", "summary", "leak_sites"}  # fmt: skip
+                 "held_connections", "verdict", "summary", "leak_sites",
+                 "adopted_connections", "inherited_pool", "checkouts", "returns", "pool",
+                 "tasks_until_exhaustion", "census", "node", "main", "pinned", "backend_pids",
+                 "server_sessions", "gone_from_server", "updated_seconds_ago",
+                 "lost", "held", "opened", "inherited"}  # fmt: skip
 EXPECTED_FAILURES = 3
 """The probe's own failing tasks in a run of 12 (raise after a query, in atomic(), open
 transaction): failed, but cleaned up by a clean wrapper."""

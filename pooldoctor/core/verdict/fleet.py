@@ -8,6 +8,7 @@ failure there is.
 
 from __future__ import annotations
 
+import dataclasses
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -40,7 +41,10 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
     stopped_early = bool(stop_detail and "exhaustion" in stop_detail)
     sites = leak_sites or {}
     workers = tuple(
-        judge_worker(pid, sorted(rs, key=lambda r: r["index"]), sites.get(pid, ()))
+        dataclasses.replace(
+            judge_worker(pid, sorted(rs, key=lambda r: r["index"]), sites.get(pid, ())),
+            subject=subject,
+        )
         for pid, rs in sorted(by_pid.items())
     )
     backends: dict[int, set[int]] = defaultdict(set)
