@@ -134,6 +134,7 @@ def test_database_url_not_postgresql() -> None:
         ("extras.wrappers:factry()", 3, "did you mean 'factory'"),
         ("extras.wrappers:not_callable", 3, "is a int, not a decorator"),
         ("extras.wrappers:returns_int", 3, "returned a int, which cannot be called"),
+        ("extras.wrappers:returns_class", 3, "returned the class Task, not something to run"),
     ],
 )
 def test_bad_wrappers(wrapper: str, code: int, expected: str, database_url: str) -> None:

@@ -145,21 +145,20 @@ def resolve_task(
     def subject(name: str, wrapper: str | None = None) -> Subject:
         return Subject(name, "task", path, tuple(args), dict(kwargs), wrapper)
 
-    try:
-        host = host_for(obj)
-    except LookupError:
+    if inspect.isclass(obj) or not callable(obj):
         what = "class" if inspect.isclass(obj) else type(obj).__name__
         raise UsageError(
             f"--task {path} is a {what}, not a task or a function",
             "name a Celery task, or a sync function that runs the async code",
-        ) from None
+        )
+    host = host_for(obj)
     reason = host.refusal(obj)
     if reason is not None and host.name == IN_PROCESS and wrappers:
         # A bare async function: run it through each wrapper, as the project decorates it.
         subjects = []
         for spec in wrappers:
             wrapped = decorate(spec, load_wrapper(spec), obj)
-            _check_arguments(path, _signature_target(wrapped), args, kwargs)
+            _check_arguments(path, host_for(wrapped).signature_target(wrapped), args, kwargs)
             subjects.append(subject(f"{path} via {spec}", spec))
         return subjects
     if reason is not None:
@@ -186,13 +185,6 @@ def task_runner(spec: Mapping[str, Any]) -> tuple[Host, Callable[[str], Any]]:
         return call(*args, **kwargs)
 
     return host, run
-
-
-def _signature_target(obj: Any) -> Any:
-    try:
-        return host_for(obj).signature_target(obj)
-    except LookupError:  # a wrapper that returned a class: its constructor takes the arguments
-        return obj
 
 
 def _check_arguments(path: str, func: Any, args: Sequence[Any], kwargs: Mapping[str, Any]) -> None:

@@ -162,6 +162,13 @@ def decorate(spec: str, decorator: Callable[[Any], Any], task: Any) -> Any:
             f"--wrapper {spec} returned a {type(wrapped).__name__}, which cannot be called",
             "the decorator must return a function or a Celery task",
         )
+    try:
+        host_for(wrapped)
+    except LookupError:  # a class: no worker runs one as a task
+        raise ProjectError(
+            f"--wrapper {spec} returned the class {wrapped.__name__}, not something to run",
+            "the decorator must return a function or a Celery task",
+        ) from None
     return wrapped
 
 

@@ -17,7 +17,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from pooldoctor.errors import MissingExtraError, PooldoctorError, ProjectError, UsageError
+from pooldoctor.errors import PooldoctorError, ProjectError, UsageError
 from pooldoctor.hosts.base import HostFacts, LiveAnswers, WorkerHost
 
 BROKER_TIMEOUT = 3.0
@@ -138,23 +138,17 @@ class CeleryHost(WorkerHost):
         from kombu import Connection
 
         from pooldoctor.core.project import mask_url
+        from pooldoctor.hosts.celery.control import BrokerUnreachable, reach_broker
 
         shown = mask_url(url)
         try:
-            with Connection(url, connect_timeout=BROKER_TIMEOUT) as connection:
-                connection.ensure_connection(max_retries=1)
-        except (ImportError, AttributeError) as exc:
-            scheme = url.partition("://")[0]
-            raise MissingExtraError(
-                f"--broker {shown}: kombu cannot load the client library for {scheme}:// "
-                f"({type(exc).__name__}: {exc})",
-                f"pip install 'celery[{scheme}]'",
-            ) from exc
-        except Exception as exc:
+            connect = lambda: Connection(url, connect_timeout=BROKER_TIMEOUT)  # noqa: E731
+            reach_broker(connect, f"--broker {shown}", BROKER_TIMEOUT)
+        except BrokerUnreachable as exc:
             raise PooldoctorError(
-                f"--broker {shown}: cannot connect: {exc}",
+                f"--broker {shown}: cannot connect: {exc.__cause__}",
                 "start the broker, fix the URL, or use --broker embedded",
-            ) from exc
+            ) from exc.__cause__
 
     def ask(self, app: Any, timeout: float, destination: Sequence[str] = ()) -> LiveAnswers:
         from pooldoctor.hosts.celery import control

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from pooldoctor.core import project
@@ -48,6 +48,33 @@ def classify(reply: Any) -> Mapping[str, Any]:
     return reply
 
 
+class BrokerUnreachable(Exception):
+    """The broker did not answer one bounded attempt (the cause is kombu's error)."""
+
+
+def reach_broker(connect: Callable[[], Any], label: str, timeout: float) -> None:
+    """One bounded connection attempt (kombu otherwise retries for ever): MissingExtraError when
+    kombu cannot load the transport's client library, BrokerUnreachable for anything else, for
+    the caller to word."""
+    try:
+        with connect() as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+    except (ImportError, AttributeError) as exc:
+        scheme = _scheme(label)
+        raise MissingExtraError(
+            f"{label}: kombu cannot load the client library for {scheme}:// "
+            f"({type(exc).__name__}: {exc})",
+            f"pip install 'celery[{scheme}]'",
+        ) from exc
+    except Exception as exc:
+        raise BrokerUnreachable() from exc
+
+
+def _scheme(label: str) -> str:
+    """The URL scheme in ``--broker redis://...`` or ``broker amqp://...``."""
+    return label.rpartition(" ")[2].partition("://")[0]
+
+
 def broker_url(app: Any) -> str:
     """The app's broker, password masked, for messages and reports."""
     try:
@@ -60,17 +87,12 @@ def broker_url(app: Any) -> str:
 def check_broker(app: Any, timeout: float) -> None:
     """One bounded connection attempt to the app's broker."""
     shown = broker_url(app)
+    limit = min(CONNECT_TIMEOUT, timeout)
     try:
-        with app.connection_for_write(connect_timeout=min(CONNECT_TIMEOUT, timeout)) as conn:
-            conn.ensure_connection(max_retries=1, timeout=min(CONNECT_TIMEOUT, timeout))
-    except (ImportError, AttributeError) as exc:
-        scheme = shown.partition("://")[0]
-        raise MissingExtraError(
-            f"broker {shown}: kombu cannot load the client library for {scheme}:// "
-            f"({type(exc).__name__}: {exc})",
-            f"pip install 'celery[{scheme}]'",
-        ) from exc
-    except Exception as exc:
+        reach_broker(lambda: app.connection_for_write(connect_timeout=limit), f"broker {shown}",
+                     limit)  # fmt: skip
+    except BrokerUnreachable as unreachable:
+        exc = unreachable.__cause__
         text = " ".join(str(exc).split())
         raise BrokerError(
             f"cannot reach the app's broker {shown}: {text}",

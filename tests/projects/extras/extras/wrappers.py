@@ -41,3 +41,12 @@ def factory():
         return run
 
     return decorator
+
+
+def returns_class(func):
+    """Returns a class, which no worker runs as a task."""
+
+    class Task:
+        pass
+
+    return Task
