@@ -262,18 +262,20 @@ class Ledger:
         task: str | None = None,
         *,
         ignore_held_by: threading.Thread | None = None,
+        stand_ins: bool = False,
     ) -> tuple[LeakSite, ...]:
         """Where every connection lost so far, or held right now, was checked out (only those
         checked out by ``task``, when given). ``ignore_held_by`` leaves out the connections that
         thread holds: a test's own transaction on the thread running the test is not a leak. (A
         role would not do: a thread's role is set by its first checkout, so the main thread is
-        "thread blocked in async_to_sync" when that one came through ``async_to_sync``.)"""
+        "thread blocked in async_to_sync" when that one came through ``async_to_sync``.)
+        ``stand_ins``: pooldoctor's probe task may be the site (a built-in mode's run)."""
         _, live = self._live(pool, ignore_held_by)
         with self._lock:
             self._drain()
             dead = list(self._losses)
         losses = [loss for loss in dead + live if task is None or loss.checkout.task == task]
-        return leak_sites(losses, self.task_ends, cwd, self.unit)
+        return leak_sites(losses, self.task_ends, cwd, self.unit, stand_ins=stand_ins)
 
     def returned(self, pool: Any) -> int:
         """Checkouts given back: returns to the pool, or, without one, connections closed."""

@@ -82,3 +82,27 @@ def test_without_a_project_frame_the_site_has_no_location() -> None:
 
 def test_no_losses_no_sites() -> None:
     assert leak_sites([], {}, PROJECT) == ()
+
+
+PROBE = RawFrame("/v/site-packages/pooldoctor/core/probes/task.py", 108, "probe_task",
+                 "pooldoctor.core.probes.task")  # fmt: skip
+WRAPPER = RawFrame("/srv/app/shop/celery.py", 9, "run", "shop.celery")
+
+
+def test_a_wrapper_s_site_is_its_own_line_and_a_mode_s_the_probe_s() -> None:
+    # GIVEN a checkout by the probe task, run through the project's wrapper
+    thread = ThreadLife(name="t", role=CONTEXT, ended=1.6)
+    stack = (WRAPPER, PROBE, DJANGO)
+    loss = Loss(Checkout(stack=stack, thread=thread, task="task 1", at=1.0), Cause.COLLECTED)
+    # WHEN the project's wrapper ran it, the site is the wrapper's line
+    [site] = leak_sites([loss], {"task 1": 1.5}, PROJECT)
+    assert (site.file, site.line, site.function) == ("shop/celery.py", 9, "run")
+    # AND the probe is still on the stack, folded as pooldoctor's
+    assert [(e.file, e.folded) for e in site.stack] == [
+        (None, ("django", "pooldoctor")),
+        ("shop/celery.py", ()),
+    ]
+    # WHEN a built-in mode ran it, the probe's line stands in for the project's
+    [mode] = leak_sites([loss], {"task 1": 1.5}, PROJECT, stand_ins=True)
+    assert (mode.file, mode.line, mode.function) == (
+        "pooldoctor/core/probes/task.py", 108, "probe_task")  # fmt: skip

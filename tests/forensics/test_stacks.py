@@ -14,12 +14,14 @@ from collections.abc import AsyncIterator
 
 from asgiref.sync import SyncToAsync, ThreadSensitiveContext, async_to_sync, sync_to_async
 
+import pooldoctor
 from pooldoctor.core.forensics.stacks import (
     Captured,
     RawFrame,
     capture,
     display_path,
     fold,
+    in_project_tree,
     is_library,
     project_frame,
 )
@@ -115,11 +117,71 @@ def test_library_frames_are_told_from_the_project() -> None:
     assert is_library(frame("asyncio.base_events", "/usr/lib/python3.12/asyncio/base_events.py"))
     assert is_library(frame("pooldoctor.hosts.inprocess.runner", "/src/pooldoctor/runner.py"))
     assert is_library(frame("importlib._bootstrap", "<frozen importlib._bootstrap>"))
-    # the probe task stands in for the project's code
-    assert not is_library(
-        frame("pooldoctor.core.probes.task", "/src/pooldoctor/core/probes/task.py")
-    )
+    # the probe task is pooldoctor's code, unless it stands in for the project's (a built-in mode)
+    probe = frame("pooldoctor.core.probes.task", "/src/pooldoctor/core/probes/task.py")
+    assert is_library(probe)
+    assert not is_library(probe, stand_ins=True)
     assert not is_library(frame("shop.tasks", "/srv/app/shop/tasks.py"))
+    assert not is_library(frame("shop.tasks", "/srv/app/shop/tasks.py"), stand_ins=True)
+
+
+def test_pooldoctor_run_as_a_script_is_pooldoctor() -> None:
+    # the in-process runner runs as ``__main__``: known by its file, folded as pooldoctor's
+    runner = os.path.join(os.path.dirname(pooldoctor.__file__), "hosts", "inprocess", "runner.py")
+    main = frame("__main__", runner, "main", 277)
+    assert is_library(main)
+    assert fold([main], "/srv/app")[0].folded == ("pooldoctor",)
+
+
+def test_a_library_run_as_main_is_folded_under_its_package() -> None:
+    # a Celery worker started as ``python -m celery`` has celery/__main__.py at its bottom
+    main = frame("__main__", "/v/lib/python3.12/site-packages/celery/__main__.py", "main", 3)
+    assert is_library(main)
+    assert fold([main], "/srv/app")[0].folded == ("celery",)
+
+
+# A wrapper's run, outermost first: the wrapper calls asyncio.run, whose loop runs the probe task
+# pooldoctor hands it, whose query goes through asgiref to Django.
+PROBE = frame("pooldoctor.core.probes.task", "/v/site-packages/pooldoctor/core/probes/task.py",
+              "probe_task", 108)  # fmt: skip
+WRAPPED_RUN = [
+    frame("celery.app.trace", "/v/site-packages/celery/app/trace.py"),
+    frame("shop.celery", "/srv/app/shop/celery.py", "run", 9),
+    frame("asyncio.runners", "/usr/lib/python3.12/asyncio/runners.py"),
+    PROBE,
+    frame("asgiref.sync", "/v/site-packages/asgiref/sync.py"),
+    frame("django.db.backends.base.base", "/v/site-packages/django/db/backends/base/base.py"),
+]
+
+
+def test_under_a_wrapper_the_site_is_the_wrapper_s_line_not_the_probe() -> None:
+    site = project_frame(WRAPPED_RUN)
+    assert site is not None
+    assert (site.file, site.line, site.function) == ("/srv/app/shop/celery.py", 9, "run")
+    # AND the probe stays in the stack, folded with the library frames it sits among
+    entries = fold(WRAPPED_RUN, "/srv/app")
+    assert [(e.file, e.line, e.folded, e.frames) for e in entries] == [
+        (None, None, ("django", "asgiref", "pooldoctor", "asyncio"), 4),
+        ("shop/celery.py", 9, (), 1),
+        (None, None, ("celery",), 1),
+    ]
+
+
+def test_under_a_built_in_mode_the_probe_stands_in_for_the_project() -> None:
+    # no project code runs under a mode: the probe's own query line is the site
+    mode_run = [
+        frame("asyncio.runners", "/usr/lib/python3.12/asyncio/runners.py"),
+        *WRAPPED_RUN[3:],
+    ]
+    assert project_frame(mode_run) is None
+    assert project_frame(mode_run, stand_ins=True) == PROBE
+    # AND a stack with project code still prefers the probe, the innermost of the two
+    assert project_frame(WRAPPED_RUN, stand_ins=True) == PROBE
+    entries = fold(WRAPPED_RUN, "/srv/app", stand_ins=True)
+    assert [(e.file, e.line) for e in entries if not e.folded] == [
+        ("pooldoctor/core/probes/task.py", 108),
+        ("shop/celery.py", 9),
+    ]
 
 
 def test_the_innermost_project_frame_is_the_site() -> None:
@@ -154,7 +216,7 @@ def test_fold_keeps_project_frames_and_folds_library_runs_innermost_first() -> N
     ]
 
 
-def test_paths_are_relative_to_the_project_or_the_module() -> None:
+def test_paths_are_relative_to_the_project_pooldoctor_s_by_module_others_absolute() -> None:
     assert display_path("/srv/app/shop/tasks.py", "/srv/app") == "shop/tasks.py"
     assert (
         display_path(
@@ -164,8 +226,32 @@ def test_paths_are_relative_to_the_project_or_the_module() -> None:
         )
         == "pooldoctor/core/probes/task.py"
     )
+    # pooldoctor's own files by their module path, wherever it runs from (the runner is __main__)
+    own = os.path.join(os.path.dirname(pooldoctor.__file__), "hosts", "inprocess", "runner.py")
+    assert display_path(own, "/srv/app", "__main__") == "pooldoctor/hosts/inprocess/runner.py"
     assert display_path("/elsewhere/x.py", "/srv/app", "other") == "/elsewhere/x.py"
+    # a module outside the root does not pass for a file of it, even where its path would fit
+    assert display_path("/srv/lib/shop/tasks.py", "/srv/app", "shop.tasks") == (
+        "/srv/lib/shop/tasks.py"
+    )
+    assert display_path("/srv/application/x.py", "/srv/app", "x") == "/srv/application/x.py"
     assert display_path("<string>", "/srv/app") == "<string>"
+
+
+def test_only_paths_below_the_root_and_of_the_project_are_in_its_tree() -> None:
+    assert in_project_tree("shop/tasks.py")
+    assert in_project_tree("tasks.py")
+    for outside in (
+        None,
+        "",
+        "/srv/lib/shop/tasks.py",  # outside the root: shown absolute
+        "../lib/shop/tasks.py",
+        "<string>",
+        "pooldoctor/core/probes/task.py",  # pooldoctor's own (the probe standing in)
+        ".venv/lib/python3.12/site-packages/shop/tasks.py",
+        "debian/dist-packages/x.py",
+    ):
+        assert not in_project_tree(outside), outside
 
 
 def test_the_process_wide_executor_is_asgirefs_own() -> None:

@@ -30,22 +30,24 @@ def test_the_leaking_recipe_names_its_leak_site_in_every_worker_process(leaky_pr
     recipe = leaky_prefork.result(RECIPE)
     assert recipe["verdict"] == "leak", str(leaky_prefork)
     for worker in recipe["workers"]:
-        # THEN each worker process names one site: the probe task's query, on the
-        #   ThreadSensitiveContext executor thread the recipe's context gives it
+        # THEN each worker process names one site: the recipe's own line that runs the task
+        #   (not pooldoctor's probe), on the ThreadSensitiveContext executor thread its context
+        #   gives the ORM
         (site,) = worker["leak_sites"]
         assert site["kind"] == "lost"
-        assert site["file"] == PROBE_FILE
+        assert (site["file"], site["function"]) == ("mysite/celeryapp.py", "wrapped_with_context")
         assert isinstance(site["line"], int) and site["line"] > 0
         assert site["thread"] == THREAD_SENSITIVE_CONTEXT
         # AND it counts every connection that process lost, from its own tasks
         assert site["count"] == worker["lost_slots"] > 0
         assert site["tasks"] and all(LABEL.fullmatch(task) for task in site["tasks"]), site
         assert "garbage-collected while checked out" in site["reason"]
-        # AND its stack, innermost first, goes from the probe task through the recipe's wrapper
-        assert "probe_task" in _probe_frames(site), site["stack"]
-        assert site["function"] == _probe_frames(site)[0]
-        project = [entry["file"] for entry in site["stack"] if entry["file"]]
-        assert "mysite/celeryapp.py" in project
+        # AND its stack, innermost first, keeps pooldoctor's probe folded in, then the recipe's
+        #   two functions
+        assert "pooldoctor" in site["stack"][0]["folded"], site["stack"]
+        assert not _probe_frames(site)
+        own = [e["function"] for e in site["stack"] if e["file"] == "mysite/celeryapp.py"]
+        assert own == ["wrapped_with_context", "sync_wrapper"], site["stack"]
     # AND the same lists reach the top-level workers
     top = [w for w in leaky_prefork.report["workers"] if w["subject"] == RECIPE]
     assert [w["leak_sites"] for w in top] == [w["leak_sites"] for w in recipe["workers"]]

@@ -2,7 +2,9 @@
 
 A site is the innermost frame of the project's own code on the checkout's stack plus the kind of
 thread that ran it: seventeen tasks that lost their connection at ``shop/tasks.py:42`` on a
-ThreadSensitiveContext executor are one site with a count of 17.
+ThreadSensitiveContext executor are one site with a count of 17. Under a built-in mode, where no
+project code runs, pooldoctor's probe task stands in for it (``stand_ins``); under the project's
+wrapper the site is the wrapper's own line that ran the probe.
 """
 
 from __future__ import annotations
@@ -49,13 +51,19 @@ class Loss:
 
 
 def leak_sites(
-    losses: Iterable[Loss], task_ends: Mapping[str, float], cwd: str, unit: str = "task"
+    losses: Iterable[Loss],
+    task_ends: Mapping[str, float],
+    cwd: str,
+    unit: str = "task",
+    *,
+    stand_ins: bool = False,
 ) -> tuple[LeakSite, ...]:
     """Group losses by site, most frequent first; ``unit`` is what a label names (a task, or a
-    test under the pytest plugin)."""
+    test under the pytest plugin); ``stand_ins``: the probe task may be the site (a built-in
+    mode's run, with no project code on the stack)."""
     groups: dict[tuple[LeakKind, str | None, int | None, str | None, str], list[Loss]] = {}
     for loss in losses:
-        frame = project_frame(loss.checkout.stack)
+        frame = project_frame(loss.checkout.stack, stand_ins=stand_ins)
         kind = LeakKind.PINNED if loss.cause is Cause.HELD else LeakKind.LOST
         key = (
             kind,
@@ -66,7 +74,7 @@ def leak_sites(
         )
         groups.setdefault(key, []).append(loss)
     sites = [
-        _site(kind, role, group, task_ends, cwd, unit)
+        _site(kind, role, group, task_ends, cwd, unit, stand_ins)
         for (kind, _, _, _, role), group in groups.items()
     ]
     return tuple(sorted(sites, key=lambda s: (s.kind.value, -s.count, s.file or "", s.line or 0)))
@@ -79,10 +87,11 @@ def _site(
     task_ends: Mapping[str, float],
     cwd: str,
     unit: str,
+    stand_ins: bool,
 ) -> LeakSite:
     group = sorted(group, key=lambda loss: loss.checkout.at)
     first = group[0].checkout
-    frame = project_frame(first.stack)
+    frame = project_frame(first.stack, stand_ins=stand_ins)
     return LeakSite(
         kind=kind,
         file=display_path(frame.file, cwd, frame.module) if frame else None,
@@ -93,7 +102,7 @@ def _site(
         reason=_reason(group, task_ends, unit),
         tasks=_first(loss.checkout.task for loss in group if loss.checkout.task),
         thread_names=_first(loss.checkout.thread.name for loss in group),
-        stack=fold(first.stack, cwd),
+        stack=fold(first.stack, cwd, stand_ins=stand_ins),
     )
 
 

@@ -9,6 +9,11 @@ loop's tasks finds that coroutine, and its await chain gives the project's frame
 ``sync.py``, ``SyncToAsync.__call__`` and ``thread_handler``). The awaiting coroutine cannot move
 while its executor call runs, so what is read is stable.
 
+The site of a checkout is the innermost frame of the project's own code. Under a built-in mode no
+project code runs, and pooldoctor's probe task stands in for it (``stand_ins``); under the
+project's wrapper or task the probe is pooldoctor's code like any other, folded into the stack and
+never the site, so that the site is the wrapper's line that ran it.
+
 Frames are kept raw and cheap: each checkout takes only the code object, the instruction offset and
 the module name of every frame (a :class:`Stack`); file, line and function are read from them the
 first time the stack is looked at, and classifying and folding happen only for the few checkouts
@@ -39,12 +44,14 @@ class RawFrame(NamedTuple):
     module: str
 
 
-# Code that stands in for the project's own (the synthetic task pooldoctor runs).
+# Code that stands in for the project's own when a built-in mode runs (the synthetic task
+# pooldoctor runs has no project code around it).
 STAND_INS = frozenset({"pooldoctor.core.probes.task"})
 _ASGIREF_SYNC = "asgiref.sync"
 _LIBRARY_DIRS = ("site-packages", "dist-packages")
 _SCRIPT_DIRS = frozenset({sysconfig.get_path("scripts"), os.path.dirname(sys.executable)})
-_OWN_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# The ``pooldoctor`` package's directory (this file is pooldoctor/core/forensics/stacks.py).
+_OWN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
 
 
 class Stack(Sequence[RawFrame]):
@@ -267,15 +274,16 @@ def _until_loop(frames: list[FrameType]) -> list[FrameType]:
 # -- classifying ---------------------------------------------------------------------------------
 
 
-def is_library(frame: RawFrame) -> bool:
-    """Django's, asgiref's, asyncio's, Celery's, pooldoctor's: anything but the project's code."""
-    return _is_library(frame.module, frame.file)
+def is_library(frame: RawFrame, *, stand_ins: bool = False) -> bool:
+    """Django's, asgiref's, asyncio's, Celery's, pooldoctor's: anything but the project's code.
+    With ``stand_ins`` (a built-in mode) pooldoctor's probe task counts as the project's."""
+    return _is_library(frame.module, frame.file, stand_ins)
 
 
 # Cached: a run that keeps losing connections asks again for the same frames after every task.
 @functools.lru_cache(maxsize=4096)
-def _is_library(module: str, file: str) -> bool:
-    if module in STAND_INS:
+def _is_library(module: str, file: str, stand_ins: bool) -> bool:
+    if stand_ins and module in STAND_INS:
         return False
     top = module.partition(".")[0]
     if top in sys.stdlib_module_names or top == "pooldoctor":
@@ -293,13 +301,14 @@ def _is_library(module: str, file: str) -> bool:
 _COMPREHENSIONS = frozenset({"<listcomp>", "<dictcomp>", "<setcomp>", "<genexpr>"})
 
 
-def project_frame(stack: Sequence[RawFrame]) -> RawFrame | None:
+def project_frame(stack: Sequence[RawFrame], *, stand_ins: bool = False) -> RawFrame | None:
     """The innermost frame of the project's own code, named after the function it is in (a
-    comprehension's own frame takes the name of the function around it)."""
+    comprehension's own frame takes the name of the function around it). ``stand_ins``: the
+    probe task counts as the project's code (a built-in mode, where no project code runs)."""
     frames = list(stack)
     for depth in range(len(frames) - 1, -1, -1):
         frame = frames[depth]
-        if is_library(frame):
+        if is_library(frame, stand_ins=stand_ins):
             continue
         outer = depth
         while frames[outer].function in _COMPREHENSIONS and outer > 0:
@@ -310,9 +319,9 @@ def project_frame(stack: Sequence[RawFrame]) -> RawFrame | None:
     return None
 
 
-def fold(stack: Sequence[RawFrame], cwd: str) -> tuple[StackEntry, ...]:
+def fold(stack: Sequence[RawFrame], cwd: str, *, stand_ins: bool = False) -> tuple[StackEntry, ...]:
     """The stack innermost first, each run of library frames folded into one entry naming the
-    packages it went through."""
+    packages it went through (pooldoctor's probe task among them, unless ``stand_ins``)."""
     entries: list[StackEntry] = []
     run: list[RawFrame] = []
 
@@ -325,7 +334,7 @@ def fold(stack: Sequence[RawFrame], cwd: str) -> tuple[StackEntry, ...]:
             run.clear()
 
     for frame in reversed(stack):
-        if is_library(frame):
+        if is_library(frame, stand_ins=stand_ins):
             run.append(frame)
             continue
         flush()
@@ -343,20 +352,43 @@ def fold(stack: Sequence[RawFrame], cwd: str) -> tuple[StackEntry, ...]:
 def _package(frame: RawFrame) -> str:
     if frame.file.startswith(_OWN_DIR):
         return "pooldoctor"
-    return frame.module.partition(".")[0] or os.path.basename(frame.file)
+    top = frame.module.partition(".")[0]
+    if top == "__main__":  # ``python -m celery``: the package is the directory it runs from
+        parts = frame.file.split(os.sep)
+        found = [i for i, part in enumerate(parts[:-2]) if part in _LIBRARY_DIRS]
+        return parts[found[-1] + 1] if found else os.path.basename(frame.file)
+    return top or os.path.basename(frame.file)
 
 
 def display_path(path: str, cwd: str, module: str = "") -> str:
-    """Relative to the project directory when inside it (what CI annotations need), else the
-    module's own path (``pooldoctor/core/probes/task.py``), else as it is."""
+    """A frame's file as a report shows it: relative to the project root ``cwd`` when inside it
+    (what CI annotations need); pooldoctor's own files by their module's path
+    (``pooldoctor/core/probes/task.py``, wherever pooldoctor is installed); anything else
+    absolute, so that no path outside the root reads as one of the project's files."""
     if path.startswith("<"):
         return path
     absolute = os.path.abspath(path)
+    if absolute.startswith(_OWN_DIR):
+        return os.path.join("pooldoctor", os.path.relpath(absolute, _OWN_DIR))
+    if module.partition(".")[0] == "pooldoctor":
+        as_module = module.replace(".", os.sep)
+        for candidate in (as_module + ".py", os.path.join(as_module, "__init__.py")):
+            if absolute.endswith(os.sep + candidate):
+                return candidate
     root = os.path.abspath(cwd).rstrip(os.sep) + os.sep
     if absolute.startswith(root):
         return os.path.relpath(absolute, root)
-    as_module = module.replace(".", os.sep)
-    for candidate in (as_module + ".py", os.path.join(as_module, "__init__.py")):
-        if module and absolute.endswith(os.sep + candidate):
-            return candidate
     return absolute
+
+
+def in_project_tree(path: str | None) -> bool:
+    """Whether a path as :func:`display_path` shows it is a file of the project's tree: relative
+    to the root and below it, and neither an installed library's nor pooldoctor's own (both can
+    sit below the root, in a virtualenv or when checking pooldoctor's own repository, but are
+    never the project's code)."""
+    if not path or path.startswith("<") or os.path.isabs(path):
+        return False
+    parts = path.replace(os.sep, "/").split("/")
+    if parts[0] in ("..", "pooldoctor"):
+        return False
+    return not any(part in _LIBRARY_DIRS for part in parts)
