@@ -31,6 +31,8 @@ from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from typing import Any, ClassVar
 
+from pooldoctor.core.model import ForkCheck
+from pooldoctor.core.project import ProjectSpec
 from pooldoctor.errors import UsageError
 
 
@@ -128,3 +130,9 @@ class WorkerHost(Host):
     def ask(self, app: Any, timeout: float, destination: Sequence[str] = ()) -> LiveAnswers:
         """Ask the app's running workers (all, or the nodes named) for their census."""
         raise UsageError(f"{self.name} workers cannot be asked for a live census")
+
+    def fork_check(self, spec: ProjectSpec, application_name: str) -> ForkCheck | None:
+        """What a forked worker process of the project's own app keeps of the pool its parent
+        had open, measured by one real fork; None for a host that does not fork, or a project
+        without an app of this host (then nothing is started)."""
+        return None

@@ -12,6 +12,7 @@ from typing import Any
 from pooldoctor.core.model import (
     PROJECT_KINDS,
     Finding,
+    ForkCheck,
     Severity,
     SubjectResult,
     SubjectRun,
@@ -176,6 +177,36 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
             )
         )
     return findings
+
+
+def shared_pool(fork: ForkCheck | None, settings: str, alias: str) -> list[Finding]:
+    """PD207 when a prefork child of the project's Celery app kept the pool its parent had open
+    at the fork (measured by :mod:`pooldoctor.hosts.celery.fork`): every child then shares the
+    parent's connections, and replies cross between processes."""
+    if fork is None or not fork.kept_pool:
+        return []
+    ran = ", ".join(fork.receivers) or "none"
+    fixup = (
+        f"Celery {fork.celery}'s Django fix-up did not discard it"
+        if fork.django_fixup
+        else f"the app has no Django fix-up (Celery {fork.celery})"
+    )
+    raised = f"; receivers that raised: {'; '.join(fork.errors)}" if fork.errors else ""
+    command = (
+        f"pooldoctor simulate --prefork --settings {settings} --alias {alias} --app {fork.app}"
+    )
+    return [
+        Finding(
+            "PD207",
+            Severity.ERROR,
+            f"a prefork child of {fork.app} kept the pool its parent opened ({fork.detail}): "
+            f"worker_process_init receivers ran: [{ran}]; {fixup}{raised}; every "
+            f"worker process shares the parent's connections for {alias!r}",
+            "discard the inherited pool in a worker_process_init handler "
+            f"(connections[{alias!r}].close_pool()), and see the crossed replies, then the fix "
+            f"measured clean, with: {command}",
+        )
+    ]
 
 
 def refused_writes(run: SubjectRun | SubjectResult) -> int:

@@ -9,7 +9,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from pooldoctor.core.model import Finding, FleetResult, Severity
-from pooldoctor.core.verdict.fleet import CHURN_PER_TASK
+from pooldoctor.core.verdict.fleet import CHURN_PER_TASK, Churn, churn
+
+# The Celery release whose Django fix-up started calling close_pool() (celery/celery#9953; for
+# prefork workers only since #10020): in DjangoWorkerFixup._close_database, which runs in
+# task_prerun and task_postrun. Before it, the same handlers call close_if_unusable_or_obsolete(),
+# which with a pool (CONN_MAX_AGE 0) hands the connection back to the pool and keeps the pool.
+FIXUP_CLOSES_POOL = (5, 6)
 
 DISCARD_POOL_FIX = """\
 from celery.signals import worker_process_init
@@ -27,7 +33,7 @@ def discard_inherited_pool(**kwargs):
 
 
 def fleet_findings(
-    results: Sequence[FleetResult], proof: str | None, pooled: bool
+    results: Sequence[FleetResult], proof: str | None, pooled: bool, *, celery_version: str = ""
 ) -> list[Finding]:
     proven = f" (measured here: {proof})" if proof else ""
     findings: list[Finding] = []
@@ -62,14 +68,15 @@ def fleet_findings(
                 f"discard the inherited pool in worker_process_init{proven}",
                 r.subject,
             ))  # fmt: skip
-        if pooled and r.connections_per_task > CHURN_PER_TASK:
+        churned = churn(r)
+        if pooled and churned is not None and churned.per_task > CHURN_PER_TASK:
             findings.append(Finding(
                 "PD404", Severity.WARNING,
-                f"{r.subject}: {r.connections_per_task:g} new server connections per task: the "
-                "pool is rebuilt instead of reused (Celery's Django fix-up calls close_pool() "
-                "around every prefork task from 5.6 on), each task paying a connect",
-                "accept it (it is what keeps prefork children from sharing a pool), or run "
-                "without Django's pool in workers and use PgBouncer",
+                f"{r.subject}: {churned.per_task:g} new server connections per task past the "
+                f"pool's warm-up ({churned.opened} over {churned.tasks} tasks in "
+                f"{churned.processes} worker process(es)), each task paying a connect: "
+                f"{churn_cause(celery_version, churned)}",
+                churn_fix(celery_version, churned),
                 r.subject,
             ))  # fmt: skip
         for child in r.children_died:
@@ -92,3 +99,51 @@ def fleet_findings(
                 r.subject,
             ))  # fmt: skip
     return findings
+
+
+def churn_cause(celery_version: str, churned: Churn) -> str:
+    """Why the connections were opened, true for the installed Celery and for what was measured."""
+    version = _release(celery_version)
+    if version is not None and version >= FIXUP_CLOSES_POOL:
+        return (
+            f"Celery {celery_version}'s Django fix-up calls close_pool() before and after every "
+            "task of a prefork worker, so each task builds a new pool"
+        )
+    named = f"Celery {celery_version}'s" if celery_version else "Celery's"
+    fixup = (
+        f"{named} Django fix-up only hands the connection back to the pool around tasks "
+        "(close_if_unusable_or_obsolete()) and never closes the pool, so this is not Celery"
+    )
+    if version is None:
+        fixup = "the installed Celery's Django fix-up is not known here"
+    if churned.rebuilt:
+        return (
+            f"the pool itself was replaced between tasks; {fixup}: look for a handler of the "
+            "project's (task_prerun, task_postrun, a wrapper) that calls close_pool()"
+        )
+    return (
+        f"the same pool kept opening connections; {fixup}: the pool replaced connections it "
+        "lost (see the leak verdict), that the server closed, or that its max_lifetime or "
+        "max_idle retired"
+    )
+
+
+def churn_fix(celery_version: str, churned: Churn) -> str:
+    version = _release(celery_version)
+    if version is not None and version >= FIXUP_CLOSES_POOL:
+        return (
+            "accept it (it is what keeps prefork children from sharing a pool), or run without "
+            "Django's pool in workers and use PgBouncer"
+        )
+    if churned.rebuilt:
+        return "close the pool only in worker_process_init, not around tasks"
+    return "return every connection (a leak verdict says where one is lost), or raise max_lifetime"
+
+
+def _release(version: str) -> tuple[int, int] | None:
+    """``5.5.3`` -> (5, 5); None when it is not a version."""
+    parts = version.split(".")
+    try:
+        return int(parts[0]), int(parts[1])
+    except (IndexError, ValueError):
+        return None

@@ -17,6 +17,8 @@ import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from pooldoctor.core.model import ForkCheck
+from pooldoctor.core.project import ProjectSpec
 from pooldoctor.errors import PooldoctorError, ProjectError, UsageError
 from pooldoctor.hosts.base import HostFacts, LiveAnswers, WorkerHost
 
@@ -155,6 +157,19 @@ class CeleryHost(WorkerHost):
 
         return control.ask(app, timeout, destination)
 
+    def fork_check(self, spec: ProjectSpec, application_name: str) -> ForkCheck | None:
+        """What a prefork child of the project's own app keeps of the pool its parent had open
+        (:mod:`.fork`), or None when Celery is not installed or the loaded project has no Celery
+        app: then no process is started."""
+        if not self.installed():
+            return None
+        from pooldoctor.hosts.celery import apps, fork
+
+        where = apps.locate_app(spec.settings)
+        if where is None:
+            return None
+        return fork.measure(spec, application_name, where)
+
 
 def install_worker_fixup(app: Any) -> bool:
     """Install Celery's Django worker fix-up if the app has the Django fix-up, as ``worker_init``
@@ -171,15 +186,15 @@ def signal_handlers() -> list[str]:
     left out."""
     from celery import signals
 
+    from pooldoctor.hosts.celery.apps import receiver_name
+
     names = []
     for name in SIGNALS:
         for _, receiver in getattr(signals, name).receivers:
             target = receiver() if isinstance(receiver, weakref.ReferenceType) else receiver
-            func = getattr(target, "__func__", target)
-            module = getattr(func, "__module__", "?")
-            if module and module.startswith("pooldoctor."):
+            if receiver_name(target).startswith("pooldoctor."):
                 continue
-            names.append(f"{name}: {module}.{getattr(func, '__qualname__', func)}")
+            names.append(f"{name}: {receiver_name(target)}")
     return sorted(set(names))
 
 
