@@ -42,11 +42,15 @@ class Subject:
     """A task's keyword arguments (``--kwargs``)."""
     wrapper: str | None = None
     """The ``--wrapper`` a task that is a bare async function runs through."""
+    patch: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
+    """A wrapper measured with its source rewritten (a fix's proof run): what
+    :func:`pooldoctor.core.fixes.load.load_patched` loads instead of the project's definition."""
 
     def wire(self) -> dict[str, Any]:
         """The subject as the runner's spec carries it."""
         if self.kind != "task":
-            return {"kind": self.kind, "name": self.name}
+            plain: dict[str, Any] = {"kind": self.kind, "name": self.name}
+            return plain if self.patch is None else {**plain, "patch": dict(self.patch)}
         wire: dict[str, Any] = {
             "kind": "task",
             "name": self.target,
@@ -85,10 +89,15 @@ def select_modes(names: list[str] | None) -> list[Subject]:
     return [Subject(name=n, kind="mode") for n in known if n in names]
 
 
+def parse_spec(spec: str) -> tuple[str, str, bool]:
+    """``(module, attribute path, whether to call it)`` of ``MODULE:ATTR`` or ``MODULE:ATTR()``."""
+    match = _match(spec)
+    return match["module"], match["attr"], bool(match["call"])
+
+
 def load_wrapper(spec: str) -> Callable[[Any], Any]:
     """Import the decorator a ``--wrapper`` names (calling the factory for ``ATTR()``)."""
-    match = _match(spec)
-    module_name, attr, call = match["module"], match["attr"], match["call"]
+    module_name, attr, call = parse_spec(spec)
     try:
         obj: Any = importlib.import_module(module_name)
     except ImportError as exc:
@@ -102,16 +111,24 @@ def load_wrapper(spec: str) -> Callable[[Any], Any]:
             "fix the error in that module (run with --debug for the traceback)",
         ) from exc
     obj = resolve_attribute(obj, attr, f"--wrapper {spec}", module_name, ProjectError)
-    if call:
-        if not callable(obj):
-            raise ProjectError(f"--wrapper {spec}: {attr} is not callable, so it cannot be called")
-        try:
-            obj = obj()
-        except Exception as exc:
-            raise ProjectError(
-                f"--wrapper {spec}: calling {attr}() raised {describe_exception(exc)}",
-                "a factory must take no arguments and return a decorator",
-            ) from exc
+    return call_factory(spec, attr, obj) if call else checked_decorator(spec, attr, obj)
+
+
+def call_factory(spec: str, attr: str, factory: Any) -> Callable[[Any], Any]:
+    """The decorator a ``MODULE:ATTR()`` factory returns."""
+    if not callable(factory):
+        raise ProjectError(f"--wrapper {spec}: {attr} is not callable, so it cannot be called")
+    try:
+        obj = factory()
+    except Exception as exc:
+        raise ProjectError(
+            f"--wrapper {spec}: calling {attr}() raised {describe_exception(exc)}",
+            "a factory must take no arguments and return a decorator",
+        ) from exc
+    return checked_decorator(spec, attr, obj)
+
+
+def checked_decorator(spec: str, attr: str, obj: Any) -> Callable[[Any], Any]:
     if not callable(obj):
         raise ProjectError(
             f"--wrapper {spec}: {attr} is a {type(obj).__name__}, not a decorator",

@@ -18,6 +18,7 @@ from rich.text import Text
 
 from pooldoctor.core.model import (
     DatabaseInfo,
+    Fix,
     InspectReport,
     Report,
     SimulateReport,
@@ -115,8 +116,8 @@ def heading(name: str, kind: str, verdict: Verdict) -> Text:
 
 
 def print_closing(console: Console, report: Report | SimulateReport | InspectReport) -> None:
-    """What every text report ends with: its findings, its headline, the fix that measured
-    clean (as code)."""
+    """What every text report ends with: its findings, its headline, and the fix (as code),
+    worded by what it measured (:func:`closing_fix_line`)."""
     console.print()
     if report.findings:
         console.print(Text("Findings", style="bold"))
@@ -128,10 +129,58 @@ def print_closing(console: Console, report: Report | SimulateReport | InspectRep
     fix = getattr(report, "fix", None)
     if fix:
         console.print()
-        subject = f" ({fix.subject})" if fix.subject else ""
-        console.print(Text(f"Fix that measured clean here{subject}:"))
+        console.print(Text(closing_fix_line(fix)))
         code = Syntax(fix.code.rstrip("\n"), "python", theme="ansi_dark", line_numbers=False)
         console.print(code, soft_wrap=False)
+
+
+def closing_fix_line(fix: Fix) -> str:
+    """What the closing fix is: proven only when it was applied to the project and that run
+    measured clean; otherwise the pattern that measured clean elsewhere in the run."""
+    if fix.proven:
+        return f"Fix applied to {fix.applied_to} and measured clean here ({fix.subject}):"
+    if fix.applied_to is not None and fix.measured is not None:
+        return f"Fix applied to {fix.applied_to} ({fix.subject}), measured {fix.measured.value}:"
+    named = f" as {fix.subject}" if fix.subject else ""
+    return f"The pattern that measured clean here{named}, not run on your code:"
+
+
+def subject_fix_lines(fix: Fix, closing: Fix | None) -> list[Text]:
+    """A wrapper's own fix under its evidence: the patch and what it measured, or why there is
+    none (the pattern, when it is not the closing fix, follows as code)."""
+    name = fix.applied_to
+    if fix.proven:
+        head = (
+            f"Fix for {name}, measured clean here with your wrapper patched "
+            f"({fix.subject}; diff below):"
+        )
+    elif name is not None and fix.measured is not None:
+        verdict = fix.measured.value
+        still = f"still {verdict}" if fix.measured in (Verdict.LEAK, Verdict.PINNED) else verdict
+        head = (
+            f"Fix for {name} ({fix.subject}), patched and measured: {still} ({fix.detail}); "
+            "the diff that was measured:"
+        )
+    else:
+        where = "at the end" if closing is not None and closing.code == fix.code else "below"
+        head = (
+            f"Could not patch it ({fix.detail}): the pattern that measured clean as built-in "
+            f"mode {fix.subject}, not run on your code, is {where}."
+        )
+    lines = [Text("  " + head)]
+    if fix.diff:
+        lines.extend(diff_line(line) for line in fix.diff.rstrip("\n").splitlines())
+    elif closing is None or closing.code != fix.code:
+        lines.extend(Text(line) for line in fix.code.rstrip("\n").splitlines())
+    return lines
+
+
+def diff_line(line: str) -> Text:
+    """One line of a unified diff, unindented so it can be copied to ``git apply``."""
+    if line.startswith(("+++", "---")):
+        return Text(line, style="bold")
+    style = {"+": "green", "-": "red", "@": "cyan"}.get(line[:1], "")
+    return Text(line, style=style)
 
 
 def render(report: Report, *, width: int | None = 100, color: bool = False) -> str:
@@ -153,6 +202,9 @@ def render(report: Report, *, width: int | None = 100, color: bool = False) -> s
         console.print(Text("  " + result.summary))
         for line in evidence_lines(result):
             console.print(Text("  " + line))
+        if result.fix is not None:
+            for text in subject_fix_lines(result.fix, report.fix):
+                console.print(text)
     print_closing(console, report)
     return out.getvalue()
 

@@ -60,7 +60,7 @@ def test_contains_everything_a_reader_needs(text: str) -> None:
     assert HEADLINE in text
     assert "PD101 error: run_async_task runs async ORM code" in text
     assert "  fix: Call close_old_connections()" in text
-    assert "Fix that measured clean here (async_to_sync):" in text
+    assert "The pattern that measured clean here as async_to_sync, not run on your code:" in text
     for code_line in FIX_CODE.strip().splitlines():
         assert code_line in text
 
@@ -87,7 +87,7 @@ def test_order_of_sections(text: str) -> None:
         text.index(LEAK_SUMMARY),
         text.index("PD101"),
         text.index(HEADLINE),
-        text.index("Fix that measured clean here"),
+        text.index("The pattern that measured clean here as async_to_sync"),
     ]
 
     assert positions == sorted(positions)

@@ -1,0 +1,106 @@
+"""Fit a fix to each wrapper that leaks or pins, and measure it in the same run.
+
+After the first round of subjects, every project wrapper judged ``leak`` or ``pinned`` is
+rewritten into the closest pattern that measured clean as a built-in mode in that round
+(:func:`pooldoctor.core.fixes.patch.fit`) and run once more, patched, as its own subject
+(``WRAPPER + fix``), judged by the same rules. The result is the wrapper's
+:class:`~pooldoctor.core.model.Fix`: proven when that run measured clean. The proof run is not a
+result of its own: the project's code was not changed, so it must not change the project's
+verdict or exit code. A wrapper pooldoctor cannot rewrite gets the pattern that measured clean,
+marked as not applied to it, with the reason.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from pooldoctor.core import verdict
+from pooldoctor.core.fixes import CannotPatch
+from pooldoctor.core.fixes.diff import unified
+from pooldoctor.core.fixes.patch import Patch, fit
+from pooldoctor.core.fixes.source import locate
+from pooldoctor.core.model import Fix, SubjectResult, SubjectRun, Verdict
+from pooldoctor.core.probes import all_modes
+from pooldoctor.core.project import ProjectSpec
+from pooldoctor.core.subjects import Subject, load_wrapper
+from pooldoctor.errors import PooldoctorError
+
+Measure = Callable[[list[Subject]], list[SubjectRun]]
+"""Runs subjects as the first round did (same tasks, timeout, tracking) and returns their runs."""
+
+PROOF_SUFFIX = " + fix"
+NEEDS_FIX = (Verdict.LEAK, Verdict.PINNED)
+
+
+def prove_fixes(spec: ProjectSpec, runs: Sequence[SubjectRun], measure: Measure) -> dict[str, Fix]:
+    """The fix for each wrapper in ``runs`` that leaks or pins, by wrapper name."""
+    judged = [verdict.judge(r) for r in runs]
+    clean = [r.subject for r in judged if r.kind == "mode" and r.verdict is Verdict.CLEAN]
+    # Modes with a pattern to copy, in report order (the most Django-like first).
+    generic = next((m for m in all_modes() if m.fix and m.name in clean), None)
+    if generic is None or generic.fix is None:
+        return {}
+    fixes: dict[str, Fix] = {}
+    patches: list[tuple[str, Patch]] = []
+    for result in judged:
+        if result.kind != "wrapper" or result.verdict not in NEEDS_FIX:
+            continue
+        try:
+            patches.append((result.subject, fit_wrapper(result.subject, clean, spec.cwd)))
+        except CannotPatch as exc:
+            # Not applied: ``detail`` says why, ``code`` is the pattern as the mode ran it.
+            fixes[result.subject] = Fix(subject=generic.name, code=generic.fix, detail=str(exc))
+    proofs = [
+        Subject(name=f"{name}{PROOF_SUFFIX}", kind="wrapper", patch=wire(name, patch))
+        for name, patch in patches
+    ]
+    proof_runs = measure(proofs) if proofs else []
+    for (name, patch), run in zip(patches, proof_runs, strict=True):
+        fixes[name] = proven_fix(name, patch, verdict.judge(run))
+    return fixes
+
+
+def fit_wrapper(name: str, clean: Sequence[str], root: str) -> Patch:
+    """The wrapper ``name`` rewritten into the closest pattern among ``clean``."""
+    try:
+        decorator = load_wrapper(name)
+    except PooldoctorError as exc:  # the preflight loaded it: only a wrapper that changed
+        raise CannotPatch(str(exc)) from None
+    return fit(locate(decorator, root), clean, root)
+
+
+def wire(name: str, patch: Patch) -> dict[str, Any]:
+    """What the subject process needs to load the patched wrapper
+    (:func:`pooldoctor.core.fixes.load.load_patched`)."""
+    return {
+        "wrapper": name,
+        "module": patch.source.module,
+        "function": patch.source.function,
+        "source": patch.function,
+        "imports": list(patch.imports),
+        "filename": str(patch.source.path),
+        "first_line": patch.first_line,
+    }
+
+
+def proven_fix(name: str, patch: Patch, proof: SubjectResult) -> Fix:
+    return Fix(
+        subject=patch.pattern,
+        code=patch.function,
+        applied_to=name,
+        measured=proof.verdict,
+        detail=proof.summary,
+        diff=unified(patch),
+    )
+
+
+def attach(results: Sequence[SubjectResult], fixes: dict[str, Fix]) -> tuple[SubjectResult, ...]:
+    """``results`` with each wrapper's fix set."""
+    return tuple(
+        dataclasses.replace(r, fix=fixes[r.subject])
+        if r.kind == "wrapper" and r.subject in fixes
+        else r
+        for r in results
+    )
