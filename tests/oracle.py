@@ -54,7 +54,7 @@ def main() -> None:
         run = apply_wrapper(name, load_wrapper(name), make_probe_task("default"))
     else:
         mode = get_mode(name)
-        run = mode.wrap(make_probe_task("default", thread_sensitive=mode.thread_sensitive))
+        run = mode.task("default")
     series: list[int] = []
     timed_out = False
     for kind in schedule(tasks):

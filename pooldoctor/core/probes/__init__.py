@@ -32,6 +32,18 @@ class Mode:
     """Why this mode cannot run with the installed packages, or None."""
     fix: str | None = None
     """Code a project can copy when this mode measures clean (recommended in that order)."""
+    sync: bool = False
+    """The mode runs sync ORM code (the sync probe), not a coroutine."""
+    worker_only: bool = False
+    """Measured by default only on real workers (simulate): in process it says nothing new."""
+
+    def task(self, alias: str) -> SyncTask:
+        """The probe, run the way this mode runs it: what a subject calls once per task."""
+        from pooldoctor.core.probes.task import make_probe_task, make_sync_probe_task
+
+        if self.sync:
+            return self.wrap(make_sync_probe_task(alias))  # type: ignore[arg-type]
+        return self.wrap(make_probe_task(alias, thread_sensitive=self.thread_sensitive))
 
     @property
     def summary(self) -> str:
@@ -48,6 +60,8 @@ def register(
     thread_sensitive: bool = True,
     unavailable: Callable[[], str | None] | None = None,
     fix: str | None = None,
+    sync: bool = False,
+    worker_only: bool = False,
 ) -> Callable[[Callable[[AsyncTask], SyncTask]], Callable[[AsyncTask], SyncTask]]:
     """Register the decorated ``wrap`` function as the mode named after its module."""
 
@@ -62,6 +76,8 @@ def register(
             thread_sensitive=thread_sensitive,
             unavailable=unavailable or (lambda: None),
             fix=fix,
+            sync=sync,
+            worker_only=worker_only,
         )
         return wrap
 

@@ -10,6 +10,7 @@ Cleanup that only runs on success shows up on those tasks.
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Coroutine
 from typing import Any
 
@@ -19,6 +20,9 @@ OK = "ok"
 RAISE_AFTER_QUERY = "raise-after-query"
 RAISE_IN_ATOMIC = "raise-in-atomic"
 OPEN_TRANSACTION = "open-transaction"
+# The kind of a run of the project's own task (the probe's kinds say how it fails on purpose; a
+# real task is run the same way every time).
+TASK = "task"
 
 # Where each failing kind falls in every block of tasks: after a few clean tasks, so that the
 # effect of a success is measured before the first failure, and spread out so each failure's
@@ -29,13 +33,22 @@ _BLOCK = 12
 
 AsyncTask = Callable[..., Coroutine[Any, Any, Any]]
 
-# token -> (the text the database sent back, the backend pid that answered), filled by probe tasks
-# that are given a token (``pooldoctor simulate``), read by the process that ran them.
-ECHOES: dict[str, tuple[str, int]] = {}
-
 
 class ProbeFailure(Exception):
     """Raised on purpose by the failing probe tasks."""
+
+
+class NeverAwaited(Exception):
+    """The task returned a coroutine: its code never ran (nothing awaited it)."""
+
+
+def unawaited(result: Any, what: str) -> NeverAwaited | None:
+    """The failure to record when a task's return value is a coroutine nobody awaited (closed
+    here, so Python does not warn about it later); None for any other value."""
+    if not inspect.iscoroutine(result):
+        return None
+    result.close()
+    return NeverAwaited(f"{what} returned a coroutine that was never awaited: its code never ran")
 
 
 def schedule(tasks: int) -> list[str]:
@@ -81,30 +94,16 @@ def _leave_transaction_open(alias: str) -> None:
     raise ProbeFailure("died mid-transaction with autocommit off")
 
 
-def _echo(alias: str, token: str) -> tuple[str, int]:
-    """Send a token through the connection and read it back, with the backend that answered: a
-    reply that is not our token means another process shares the socket."""
-    from django.db import connections
-
-    with connections[alias].cursor() as cursor:
-        cursor.execute("SELECT %s::text, pg_backend_pid()", [token])
-        row = cursor.fetchone()
-    return str(row[0]), int(row[1])
-
-
 def make_probe_task(alias: str, *, thread_sensitive: bool = True) -> AsyncTask:
-    """The probe coroutine function, taking the task's kind (and, under simulate, a token).
+    """The probe coroutine function, taking the task's kind.
 
     With ``thread_sensitive`` (Django's own async ORM methods) the ORM runs wherever asgiref sends
     thread-sensitive calls; without it every call goes through
     ``sync_to_async(thread_sensitive=False)``, i.e. the event loop's default executor.
     """
 
-    async def probe_task(kind: str, token: str | None = None) -> int:
+    async def probe_task(kind: str) -> int:
         model = catalog_model(alias)
-        if token is not None:
-            echo = sync_to_async(_echo, thread_sensitive=thread_sensitive)
-            ECHOES[token] = await echo(alias, token)
         if thread_sensitive:
             count = await model.objects.acount()
             await model.objects.aget(datname="template1")
@@ -125,5 +124,26 @@ def make_probe_task(alias: str, *, thread_sensitive: bool = True) -> AsyncTask:
         return count + len(names)
 
     probe_task.__qualname__ = probe_task.__name__ = "pooldoctor_probe_task"
+    probe_task.__module__ = __name__
+    return probe_task
+
+
+def make_sync_probe_task(alias: str) -> Callable[[str], int]:
+    """The same queries and failures as plain sync ORM code: what most Celery tasks are."""
+
+    def probe_task(kind: str) -> int:
+        objects = catalog_model(alias).objects
+        count = objects.count()
+        objects.get(datname="template1")
+        names = [db.datname for db in objects.order_by("oid")]
+        if kind == RAISE_AFTER_QUERY:
+            raise ProbeFailure("raised after a query")
+        if kind == RAISE_IN_ATOMIC:
+            _fail_in_atomic(alias)
+        if kind == OPEN_TRANSACTION:
+            _leave_transaction_open(alias)
+        return count + len(names)
+
+    probe_task.__qualname__ = probe_task.__name__ = "pooldoctor_sync_probe_task"
     probe_task.__module__ = __name__
     return probe_task

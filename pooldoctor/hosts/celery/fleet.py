@@ -25,7 +25,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from pooldoctor.core.probes.task import schedule
+from pooldoctor.core.probes.task import TASK, schedule
 from pooldoctor.core.project import ProjectSpec
 from pooldoctor.core.subjects import Subject
 
@@ -109,13 +109,12 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
     queue_name = f"pooldoctor-{run_id}-{index}"
     conf = {**broker_conf(options.broker, directory), "task_default_queue": queue_name,
             "worker_hijack_root_logger": False}  # fmt: skip
-    kinds = schedule(options.tasks)
-    sent = [{"task_id": uuid.uuid4().hex, "index": i, "kind": k, "token": uuid.uuid4().hex}
-            for i, k in enumerate(kinds)]  # fmt: skip
+    kinds = [TASK] * options.tasks if subject.kind == "task" else schedule(options.tasks)
+    sent = [{"task_id": uuid.uuid4().hex, "index": i, "kind": k} for i, k in enumerate(kinds)]
     spec = {
         "dir": str(directory),
         "project": project.to_dict(),
-        "subject": {"kind": subject.kind, "name": subject.name},
+        "subject": subject.wire(),
         "app": options.app,
         "django_fixup": options.django_fixup,
         "warm_parent": options.warm_parent,
@@ -125,7 +124,7 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
         "tracking": options.tracking,
         "celery_conf": conf,
         "application_name": f"pooldoctor:{run_id}:{index}",
-        "kill_token": sent[options.kill_child_at]["token"]
+        "kill_task_id": sent[options.kill_child_at]["task_id"]
         if options.kill_child_at is not None and options.kill_child_at < len(sent)
         else None,
     }
@@ -146,7 +145,7 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
     detail = None
     try:
         ready = _wait_ready(proc, directory)
-        _send(conf, ready["task"], sent, queue_name)
+        _send(conf, ready["task"], sent, queue_name, subject)
         # A hung task is reported by the worker's own watchdog after task_timeout; silence well
         # beyond that means the worker itself is stuck.
         detail = _collect(proc, directory, len(sent), options.task_timeout * len(sent),
@@ -187,7 +186,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], directory: Path) -> dict[str, Any
     raise _FleetError(f"the worker was not ready within {READY_TIMEOUT:g} s")
 
 
-def _send(conf: dict[str, Any], task: str, sent: list[dict[str, Any]], queue: str) -> None:
+def _send(conf: dict[str, Any], task: str, sent: list[dict[str, Any]], queue: str,
+          subject: Subject) -> None:  # fmt: skip
     from celery import Celery
 
     producer = Celery("pooldoctor-producer", set_as_current=False)
@@ -203,8 +203,11 @@ def _send(conf: dict[str, Any], task: str, sent: list[dict[str, Any]], queue: st
     producer.conf.update(conf)
     with producer.connection_for_write() as connection:
         for item in sent:
-            producer.send_task(task, args=[item["kind"], item["token"]], task_id=item["task_id"],
-                               queue=queue, connection=connection)  # fmt: skip
+            # The project's task gets its own arguments; the probe, the kind of task to be.
+            args = list(subject.args) if subject.kind == "task" else [item["kind"]]
+            producer.send_task(task, args=args, kwargs=dict(subject.kwargs),
+                               task_id=item["task_id"], queue=queue,
+                               connection=connection)  # fmt: skip
     if inbox is not None:
         for message in sorted(outbox.iterdir()):
             message.replace(inbox / message.name)

@@ -23,14 +23,16 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pooldoctor.core import census, project
+from pooldoctor.core import census, echo, project
 from pooldoctor.core.census import django_pool
 from pooldoctor.core.model import to_dict
 from pooldoctor.core.probes import get_mode
-from pooldoctor.core.probes.task import ECHOES, ProbeFailure, make_probe_task
+from pooldoctor.core.probes.task import ProbeFailure, make_probe_task, unawaited
+from pooldoctor.core.project_tasks import load_task
 from pooldoctor.core.subjects import decorate, load_wrapper
 from pooldoctor.core.worker_process import WorkerProcess
 from pooldoctor.hosts import get_host
+from pooldoctor.hosts.celery.apps import find_app
 from pooldoctor.hosts.inprocess.runner import EXHAUSTION_GRACE, WATCH_INTERVAL
 
 SPEC: dict[str, Any] = json.loads(Path(os.environ["POOLDOCTOR_SIMULATE"]).read_text())
@@ -98,9 +100,10 @@ def _watch() -> None:
                 _write(task_id, {"hung": detail}, TimeoutError(detail), now - started)
 
 
-def _on_prerun(task_id: str = "", task: Any = None, args: Any = (), **kwargs: Any) -> None:
-    if SPEC.get("kill_token") and len(args) > 1 and args[1] == SPEC["kill_token"]:
+def _on_prerun(task_id: str = "", task: Any = None, **kwargs: Any) -> None:
+    if SPEC.get("kill_task_id") == task_id:
         os.kill(os.getpid(), signal.SIGKILL)  # chaos: a child dying mid-task, as OOM kills do
+    echo.CURRENT.set(task_id)  # the task's first query on each connection echoes its id
     if STATE.process is not None:
         STATE.process.task_started(task_id, getattr(task, "name", PROBE_NAME))
     STATE.running[task_id] = time.monotonic()
@@ -109,9 +112,10 @@ def _on_prerun(task_id: str = "", task: Any = None, args: Any = (), **kwargs: An
 def _on_postrun(task_id: str = "", args: Any = (), state: str = "", retval: Any = None,
                 **kwargs: Any) -> None:  # fmt: skip
     started = STATE.running.pop(task_id, time.monotonic())
+    echo.CURRENT.set(None)
     _task_finished(task_id)
-    error = retval if isinstance(retval, BaseException) else None
-    _write(task_id, {"state": state, "args": list(args)}, error, time.monotonic() - started)
+    error = retval if isinstance(retval, BaseException) else unawaited(retval, "the task")
+    _write(task_id, {"state": state}, error, time.monotonic() - started)
 
 
 def _task_finished(task_id: str) -> None:
@@ -130,9 +134,7 @@ def _write(task_id: str, extra: dict[str, Any], error: BaseException | None,
 
 def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | None,
                   seconds: float | None) -> None:  # fmt: skip
-    args = extra.get("args") or []
-    token = args[1] if len(args) > 1 else None
-    echoed = ECHOES.pop(token, None) if token else None
+    echoed = echo.take(task_id)
     census.collect_garbage()
     pool = _pool()
     process = STATE.process
@@ -148,7 +150,7 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
         "error": None if error is None else f"{type(error).__name__}: {error}",
         "expected_error": isinstance(error, ProbeFailure),
         "seconds": round(seconds or 0.0, 4),
-        "token": token,
+        "token": task_id,
         "echo": echoed[0] if echoed else None,
         "backend_pid": echoed[1] if echoed else None,
         "opened": opened,
@@ -159,12 +161,12 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
         "lost": lost,
         "held": held,
         "connections": [to_dict(r) for r in rows],
-        **{k: v for k, v in extra.items() if k != "args"},
+        **extra,
     }
     STATE.index += 1
     # Before the record: the parent stops the worker once every record is in, and must find the
     # sites of the census that record reports.
-    sites = LEDGER.leak_sites(pool, PROJECT.cwd)
+    sites = LEDGER.leak_sites(pool, PROJECT.cwd, stand_ins=SPEC["subject"]["kind"] == "mode")
     _replace(SITES / f"{os.getpid()}.json", json.dumps(to_dict(sites), sort_keys=True))
     _replace(RECORDS / f"{task_id}.json", json.dumps(record, sort_keys=True))
 
@@ -175,19 +177,23 @@ def _replace(path: Path, text: str) -> None:
     tmp.replace(path)  # the parent never reads half a file
 
 
-def _load_app() -> Any:
-    if SPEC["app"]:
-        from celery import Celery
+def _load_app() -> tuple[Any, str]:
+    """The Celery app the worker runs, and how it was found: ``--app``, else the project's own
+    (the one its settings package imports, as Celery's Django guide lays a project out, or its
+    ``celery`` module), else one built from the settings' ``CELERY_*``."""
+    from celery import Celery
 
+    if SPEC["app"]:
         found = load_wrapper(SPEC["app"]) if SPEC["app"].endswith("()") else _attr(SPEC["app"])
         if not isinstance(found, Celery):
             raise SystemExit(f"--app {SPEC['app']} is a {type(found).__name__}, not a Celery app")
-        return found
-    from celery import Celery
-
+        return found, f"--app {SPEC['app']}"
+    project_app, where = find_app(PROJECT.settings)
+    if project_app is not None:
+        return project_app, f"the project's app {where}"
     app = Celery("pooldoctor")
     app.config_from_object("django.conf:settings", namespace="CELERY")
-    return app
+    return app, "none found in the project: one built from the settings' CELERY_*"
 
 
 def _attr(spec: str) -> Any:
@@ -220,6 +226,19 @@ def _set_fixup(app: Any, mode: str) -> bool:
     return bool(fixups) or mode == "on"
 
 
+def _subject_task() -> Any:
+    """What the worker runs per task: the probe through a mode or the project's wrapper, or the
+    project's own task (through its wrapper, for a bare async function)."""
+    subject = SPEC["subject"]
+    if subject["kind"] == "mode":
+        return get_mode(subject["name"]).task(ALIAS)
+    if subject["kind"] == "task":
+        task = load_task(subject["name"])
+        wrapper = subject.get("wrapper")
+        return task if wrapper is None else decorate(wrapper, load_wrapper(wrapper), task)
+    return decorate(subject["name"], load_wrapper(subject["name"]), make_probe_task(ALIAS))
+
+
 def _bootstrap() -> Any:
     from celery import signals
 
@@ -230,7 +249,8 @@ def _bootstrap() -> Any:
     project.apply_overrides(entry, PROJECT, SPEC["application_name"])
     # Ours first: it must see the child exactly as forked, before the project's handlers.
     signals.worker_process_init.connect(_on_child_start, weak=False)
-    app = _load_app()
+    echo.install(ALIAS)  # before any query of the project's: inherited connections echo too
+    app, found = _load_app()
     fixup = _set_fixup(app, SPEC["django_fixup"])
     conf = dict(SPEC["celery_conf"])
     namespace = getattr(app, "namespace", None)
@@ -243,16 +263,12 @@ def _bootstrap() -> Any:
 
     django.setup()
     LEDGER.install()
-    run: Any
-    if SPEC["subject"]["kind"] == "mode":
-        mode = get_mode(SPEC["subject"]["name"])
-        run = mode.wrap(make_probe_task(ALIAS, thread_sensitive=mode.thread_sensitive))
-    else:
-        run = decorate(SPEC["subject"]["name"], load_wrapper(SPEC["subject"]["name"]),
-                       make_probe_task(ALIAS))  # fmt: skip
+    run = _subject_task()
     host = get_host("celery")
-    name = run.name if host.owns(run) else PROBE_NAME
-    if not host.owns(run):
+    if host.owns(run) and run.name in app.tasks:
+        name = run.name  # the project's task, registered in the app the worker runs
+    else:
+        name = PROBE_NAME
         app.task(name=PROBE_NAME, ignore_result=True)(run)
 
     def on_worker_init(**kwargs: Any) -> None:
@@ -264,7 +280,7 @@ def _bootstrap() -> Any:
 
     def on_ready(**kwargs: Any) -> None:
         facts = host.facts(app)
-        info = {"task": name, "celery": facts.version, "django_fixup": fixup,
+        info = {"task": name, "celery": facts.version, "django_fixup": fixup, "app": found,
                 "signal_handlers": list(facts.handlers), "django_integration": facts.django,
                 "pid": os.getpid()}  # fmt: skip
         ready = Path(SPEC["dir"]) / "ready.json"
