@@ -30,6 +30,7 @@ from pooldoctor.core.model import InspectReport, Report, SimulateReport, Subject
 from pooldoctor.core.probes import all_modes
 from pooldoctor.core.project_tasks import parse_arguments
 from pooldoctor.core.subjects import Subject
+from pooldoctor.core.verdict import FAIL_ON_CHOICES
 from pooldoctor.errors import ExitCode, PooldoctorError, UsageError
 from pooldoctor.hosts.celery.fleet import FleetOptions
 from pooldoctor.hosts.inprocess.isolation import Progress
@@ -71,10 +72,11 @@ def _report_options(func: Any, fail_on: str = "leak") -> Any:
             OUTPUT_OPTION,
             click.option(
                 "--fail-on",
-                type=click.Choice(["leak", "pinned", "never"]),
+                type=click.Choice(list(FAIL_ON_CHOICES)),
                 default=fail_on,
                 show_default=True,
-                help="Exit 1 when a project wrapper's or task's verdict is at or above this.",
+                help="Exit 1 when the project's verdict is at or above this (unmeasured: also "
+                "when nothing of the project's own was measured).",
             ),
             click.option(
                 "--tasks",
@@ -149,6 +151,39 @@ def _project_options(func: Any) -> Any:
     return func
 
 
+def _task_options(func: Any, where: str) -> Any:
+    """--task, --args and --kwargs: the project's own tasks (check, simulate)."""
+    for option in reversed(
+        [
+            click.option(
+                "--task",
+                "task_paths",
+                multiple=True,
+                metavar="DOTTED.PATH",
+                help="RUNS THE PROJECT'S CODE FOR REAL: the project's own task (a Celery task or "
+                "a sync function, e.g. mysite.tasks.refresh_prices), run --tasks times through "
+                f"its own decorator, {where}, and judged like a wrapper (repeatable). Built-in "
+                "modes run only if --modes names them. An async def that nothing wraps is run "
+                "through each --wrapper.",
+            ),
+            click.option(
+                "--args",
+                "task_args",
+                metavar="JSON",
+                help="Positional arguments for every --task, as a JSON list (default []).",
+            ),
+            click.option(
+                "--kwargs",
+                "task_kwargs",
+                metavar="JSON",
+                help="Keyword arguments for every --task, as a JSON object (default {}).",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @_project_options
 @click.option("--list-modes", is_flag=True, help="List the built-in modes and exit.")
@@ -157,30 +192,11 @@ def _project_options(func: Any) -> Any:
     is_flag=True,
     help="Do not record checkout call stacks: verdicts stay the same, leak sites are not named.",
 )
-@click.option(
-    "--task",
-    "task_paths",
-    multiple=True,
-    metavar="DOTTED.PATH",
-    help="RUNS THE PROJECT'S CODE FOR REAL: the project's own task (a Celery task or a sync "
-    "function, e.g. mysite.tasks.refresh_prices), run --tasks times through its own decorator, "
-    "in-process as a worker runs it, and judged like a wrapper (repeatable). With --database "
-    "embedded the project's migrations run there first and the task may write; on any other "
-    "database its sessions are read-only, so a task that writes fails (see --allow-writes). "
-    "Built-in modes run only if --modes names them. An async def that nothing wraps is run "
-    "through each --wrapper.",
-)
-@click.option(
-    "--args",
-    "task_args",
-    metavar="JSON",
-    help="Positional arguments for every --task, as a JSON list (default []).",
-)
-@click.option(
-    "--kwargs",
-    "task_kwargs",
-    metavar="JSON",
-    help="Keyword arguments for every --task, as a JSON object (default {}).",
+@functools.partial(
+    _task_options,
+    where="in-process as a worker runs it. With --database embedded the project's migrations "
+    "run there first and the task may write; on any other database its sessions are "
+    "read-only, so a task that writes fails (see --allow-writes)",
 )
 @click.option(
     "--allow-writes",
@@ -262,12 +278,7 @@ def _check(
         raise UsageError(
             "no settings module", "pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE"
         )
-    if not task_paths and (task_args is not None or task_kwargs is not None):
-        raise UsageError(
-            "--args and --kwargs are a --task's arguments, and no --task was given",
-            "for example --task mysite.tasks.refresh_prices --args '[42]'",
-        )
-    call_args, call_kwargs = parse_arguments(task_args, task_kwargs)
+    call_args, call_kwargs = _task_arguments(task_paths, task_args, task_kwargs)
     cwd = cwd or os.getcwd()
     _check_writable(output)
     options = CheckOptions(
@@ -291,6 +302,17 @@ def _check(
     with _progress(subject_count(options)) as progress:
         report = run_check(options, progress=progress)
     return _emit(report, infer_format(output, fmt), output, fail_on)
+
+
+def _task_arguments(
+    task_paths: tuple[str, ...], task_args: str | None, task_kwargs: str | None
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    if not task_paths and (task_args is not None or task_kwargs is not None):
+        raise UsageError(
+            "--args and --kwargs are a --task's arguments, and no --task was given",
+            "for example --task mysite.tasks.refresh_prices --args '[42]'",
+        )
+    return parse_arguments(task_args, task_kwargs)
 
 
 @contextlib.contextmanager
@@ -400,6 +422,11 @@ def _write_report(text: str, output: str | None) -> None:
     is_flag=True,
     help="Do not record checkout call stacks: verdicts stay the same, leak sites are not named.",
 )
+@functools.partial(
+    _task_options,
+    where="sent through the broker to the real workers (its sessions are read-only, except on "
+    "--database embedded), with crossed replies measured on the task's own connection",
+)
 @_report_options
 def simulate(**kwargs: Any) -> int:
     """Start real Celery workers on the project's own app, feed them probe tasks, and report per
@@ -411,6 +438,8 @@ def simulate(**kwargs: Any) -> int:
     if not settings:
         raise UsageError("no settings module", "pass --settings or set DJANGO_SETTINGS_MODULE")
     cwd = os.getcwd()
+    paths = tuple(dict.fromkeys(kwargs["task_paths"]))
+    call_args, call_kwargs = _task_arguments(paths, kwargs["task_args"], kwargs["task_kwargs"])
     pool = "prefork" if kwargs["prefork"] else kwargs["worker_pool"]
     options = SimulateOptions(
         check=CheckOptions(
@@ -421,7 +450,8 @@ def simulate(**kwargs: Any) -> int:
             if kwargs["modes"] else None,
             tasks=kwargs["tasks"], database=kwargs["database"],
             task_timeout=kwargs["task_timeout"], jobs=kwargs["jobs"], cwd=cwd,
-            debug=kwargs["debug"],
+            debug=kwargs["debug"], task_paths=paths, task_args=call_args,
+            task_kwargs=call_kwargs,
         ),
         fleet=FleetOptions(
             pool=pool, workers=kwargs["workers"], tasks=kwargs["tasks"],

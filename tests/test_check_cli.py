@@ -108,7 +108,7 @@ def test_poisoned_connection_is_reported(database_url: str) -> None:
     assert [f["subject"] for f in poisoned] == ["asyncio-run"]
     last = report["results"][0]["evidence"]["census"][-1]
     assert last["server"]["idle_in_transaction"] == 1
-    assert report["verdict"] == "clean"  # no wrapper: the project's verdict says nothing
+    assert report["verdict"] == "unmeasured"  # no wrapper: nothing of the project's was measured
     assert any(f["code"] == "PD204" for f in report["findings"])
 
 
@@ -132,7 +132,8 @@ def test_junit_output_inferred_from_extension(tmp_path: Path, database_url: str)
     suite = ET.parse(out).getroot().find("testsuite")
     assert suite is not None
     cases = {c.get("name"): c for c in suite.iter("testcase")}
-    assert set(cases) == {"async-to-sync", RECIPE}
+    assert set(cases) == {"project verdict", "async-to-sync", RECIPE}
+    assert cases["project verdict"].find("failure") is not None  # the exit code's rule
     assert cases[RECIPE].find("failure") is not None
     assert cases["async-to-sync"].find("failure") is None
 
@@ -220,7 +221,7 @@ def test_list_modes_lists_every_registered_mode() -> None:
     assert proc.returncode == 0
     listed = [line.split()[0] for line in proc.stdout.splitlines()]
     assert listed == [m.name for m in all_modes()]
-    assert len(listed) == 7
+    assert len(listed) == 8
 
 
 @pytest.mark.parametrize(

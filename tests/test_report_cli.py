@@ -77,7 +77,8 @@ def test_the_saved_check_as_annotations_and_junit(saved_check: Path) -> None:
     github = report(str(saved_check), "--format", "github").stdout.splitlines()
     junit = ET.fromstring(report(str(saved_check), "--format", "junit").stdout.encode())
 
-    assert github[0].startswith("::notice title=pooldoctor check%3A leak::LEAK: ")
+    # The headline speaks for the project, whose verdict fails the run: an error.
+    assert github[0].startswith("::error title=pooldoctor check%3A leak::LEAK: ")
     # The leak site sits on the recipe's own line, not on pooldoctor's synthetic task.
     site = f"::error file=mysite/celeryapp.py,line={recipe_line()},"
     assert [line for line in github if line.startswith(site)] == [
@@ -87,7 +88,7 @@ def test_the_saved_check_as_annotations_and_junit(saved_check: Path) -> None:
     assert "::error title=PD201::" in "\n".join(github)
     suite = junit.find("testsuite")
     assert suite is not None
-    assert suite.get("failures") == "1"
+    assert suite.get("failures") == "2"  # the project's testcase, and the wrapper's
 
 
 @pytest.mark.parametrize(
@@ -106,8 +107,9 @@ def test_the_saved_check_as_annotations_and_junit(saved_check: Path) -> None:
 def test_exit_code_follows_fail_on_as_check_would(
     saved_check: Path, tmp_path: Path, verdict: str, fail_on: str | None, code: int
 ) -> None:
-    # GIVEN the saved report with the wrapper's verdict set to ``verdict``
+    # GIVEN the saved report with the wrapper's verdict, and so the project's, set to ``verdict``
     data = json.loads(saved_check.read_text())
+    data["verdict"] = verdict
     for result in data["results"]:
         if result["kind"] == "wrapper":
             result["verdict"] = verdict
@@ -123,10 +125,12 @@ def test_exit_code_follows_fail_on_as_check_would(
 def test_modes_never_gate(saved_check: Path, tmp_path: Path) -> None:
     data = json.loads(saved_check.read_text())
     data["results"] = [r for r in data["results"] if r["kind"] == "mode"]
+    data["verdict"] = "unmeasured"  # what check says when nothing of the project's ran
     path = tmp_path / "modes.json"
     path.write_text(json.dumps(data))
 
     assert report(str(path), "--fail-on", "pinned").returncode == 0
+    assert report(str(path), "--fail-on", "unmeasured").returncode == 1
 
 
 def test_output_file_with_format_from_its_suffix(saved_check: Path, tmp_path: Path) -> None:
@@ -163,7 +167,7 @@ def test_check_itself_prints_annotations(database_url: str) -> None:
     # THEN it fails the job, with an error annotation on the recipe's line
     assert proc.returncode == 1, proc.stderr
     lines = proc.stdout.splitlines()
-    assert lines[0].startswith("::notice title=pooldoctor check%3A leak::")
+    assert lines[0].startswith("::error title=pooldoctor check%3A leak::")
     assert any(
         line.startswith(f"::error file=mysite/celeryapp.py,line={recipe_line()},") for line in lines
     )

@@ -100,6 +100,7 @@ def run(
     stop: StopReason = StopReason.DONE,
     pooled: bool = True,
     detail: str | None = None,
+    checkouts: int = 1,
 ) -> SubjectRun:
     return SubjectRun(
         subject="run_async_task",
@@ -110,6 +111,7 @@ def run(
         tasks_planned=len(censuses),
         census=tuple(censuses),
         pooled=pooled,
+        checkouts=checkouts,
     )
 
 
@@ -701,3 +703,19 @@ def test_fails_for_every_verdict_and_threshold(verdict: Verdict, fail_on: str) -
     # THEN leak fails on leak and pinned, pinned only on pinned, an error on both, nothing on
     # never, and clean or skipped never
     assert fails(verdict, fail_on) is ((verdict, fail_on) in FAILING)
+
+
+def test_a_wrapper_that_made_no_query_is_an_error_not_clean() -> None:
+    # GIVEN a wrapper whose tasks all returned, without a single checkout or scheduled failure
+    result = judge(run(census(0), census(1), census(2), checkouts=0))
+    # THEN its code never ran: an error, with the reason
+    assert result.verdict is Verdict.ERROR
+    assert result.summary.startswith("the wrapper never ran the task: in 3 tasks it made no query")
+
+
+def test_a_coroutine_nobody_awaited_is_named_as_the_reason() -> None:
+    reason = "the wrapper returned a coroutine that was never awaited: its code never ran"
+    tasks = [census(i, error=f"NeverAwaited: {reason}") for i in range(3)]
+    result = judge(run(*tasks, checkouts=0))
+    assert result.verdict is Verdict.ERROR
+    assert result.summary == reason

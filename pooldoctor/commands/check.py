@@ -15,17 +15,28 @@ import os
 import platform
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
 from pooldoctor.core import findings, project, verdict
-from pooldoctor.core.model import PROJECT_KINDS, DatabaseInfo, Fix, Report, SubjectResult, Verdict
-from pooldoctor.core.probes import all_modes
+from pooldoctor.core.fixes.prove import attach as attach_fixes
+from pooldoctor.core.fixes.prove import prove_fixes
+from pooldoctor.core.model import (
+    PROJECT_KINDS,
+    DatabaseInfo,
+    Finding,
+    Fix,
+    Report,
+    SubjectResult,
+    Verdict,
+)
+from pooldoctor.core.probes import all_modes, get_mode
 from pooldoctor.core.probes.task import make_probe_task
 from pooldoctor.core.project_tasks import parse_task, resolve_task
 from pooldoctor.core.subjects import Subject, decorate, load_wrapper, parse_wrapper, select_modes
 from pooldoctor.errors import ProjectError
+from pooldoctor.hosts import worker_host
 from pooldoctor.hosts.inprocess import isolation
 
 # The clean patterns to recommend, most Django-like first (only ones that measured clean count).
@@ -71,6 +82,10 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
         )
         run_id = uuid.uuid4().hex[:8]
         database = preflight(spec, source, run_id, [s for s in subjects if s.kind == "wrapper"])
+        # A prefork child of the project's Celery app, forked once: does it keep the pool?
+        forked = None
+        if database.pool:
+            forked = worker_host("celery").fork_check(spec, f"pooldoctor:{run_id}:fork")
         for path in options.task_paths:
             subjects += resolve_task(path, options.task_args, options.task_kwargs, options.wrappers)
         if options.task_paths and source == "embedded":
@@ -86,6 +101,21 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
             progress=progress,
             tracking=options.tracking,
         )
+        # Each leaking or pinning wrapper, patched with the closest clean pattern, run once more.
+        fixes = prove_fixes(
+            spec,
+            runs,
+            lambda proofs: isolation.run_subjects(
+                spec,
+                proofs,
+                tasks=options.tasks,
+                task_timeout=options.task_timeout,
+                jobs=options.jobs,
+                run_id=f"{run_id}-fix",
+                debug=options.debug,
+                tracking=options.tracking,
+            ),
+        )
     descriptions = {m.name: m.summary for m in all_modes()}
     kinds = {"wrapper": "project wrapper", "task": "project task"}
     results = tuple(
@@ -94,18 +124,28 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
         )
         for r in runs
     )
+    results = attach_fixes(results, fixes)
     if spec.read_only:
         results = tuple(with_write_hint(r, database.dsn) for r in results)
-    return build_report(results, database, time.monotonic() - started, read_only=spec.read_only)
+    return build_report(
+        results,
+        database,
+        time.monotonic() - started,
+        read_only=spec.read_only,
+        fork_findings=findings.shared_pool(forked, options.settings, options.alias),
+    )
 
 
-def select_subjects(options: CheckOptions) -> list[Subject]:
+def select_subjects(options: CheckOptions, *, worker: bool = False) -> list[Subject]:
     """The modes and wrappers to measure (tasks are added once the project is loaded). With
-    ``--task`` the built-in modes run only when ``--modes`` names them."""
+    ``--task`` the built-in modes run only when ``--modes`` names them; in process (not on a
+    ``worker``) the worker-only modes run only when named."""
     for path in options.task_paths:
         parse_task(path)
     modes = list(options.modes) if options.modes is not None else None
     subjects = [] if options.task_paths and modes is None else select_modes(modes)
+    if modes is None and not worker:
+        subjects = [s for s in subjects if not get_mode(s.name).worker_only]
     return subjects + [parse_wrapper(w) for w in options.wrappers]
 
 
@@ -155,6 +195,7 @@ def build_report(
     seconds: float,
     *,
     read_only: bool = True,
+    fork_findings: Sequence[Finding] = (),
 ) -> Report:
     fix_subject = next(
         (
@@ -167,7 +208,7 @@ def build_report(
     )
     code = next((m.fix for m in all_modes() if m.name == fix_subject), None)
     own = [r for r in results if r.kind in PROJECT_KINDS]
-    overall = verdict.worst([r.verdict for r in own])
+    overall = verdict.project_verdict([r.verdict for r in own])
     audit = findings.audit_config(
         database.pool,
         database.conn_max_age,
@@ -182,7 +223,8 @@ def build_report(
         environment=environment(),
         database=database,
         results=results,
-        findings=tuple(audit + findings.measured(results, fix_subject) + refused),
+        findings=tuple(audit + findings.measured(results, fix_subject) + refused)
+        + tuple(fork_findings),
         fix=Fix(subject=fix_subject, code=code) if code is not None else None,
         seconds=round(seconds, 3),
     )
@@ -190,14 +232,15 @@ def build_report(
 
 def headline(own: list[SubjectResult], results: tuple[SubjectResult, ...]) -> str:
     """One sentence for the project: its worst wrapper or task, or what to name."""
-    if not own:
+    measured = [r for r in own if r.verdict is not Verdict.SKIPPED]
+    if not measured:
         bad = [r.subject for r in results if r.verdict in (Verdict.LEAK, Verdict.PINNED)]
         return (
-            f"No project wrapper named: {len(results)} built-in modes measured "
-            f"({len(bad)} leak or pin connections here). Name yours with --wrapper MODULE:ATTR, "
-            "or a task with --task, to get the project's verdict."
+            "UNMEASURED: nothing of the project's own ran, so there is no verdict on it: "
+            f"{len(results)} built-in modes measured ({len(bad)} leak or pin connections here). "
+            "Name the project's decorator with --wrapper MODULE:ATTR, or a task with --task."
         )
-    worst = max(own, key=lambda r: r.verdict.rank)
+    worst = max(measured, key=lambda r: r.verdict.rank)
     if worst.verdict is Verdict.CLEAN:
         names = ", ".join(r.subject for r in own)
         return f"Clean: {names} returned every connection it took, failed tasks included."

@@ -20,7 +20,7 @@ from typing import Any
 
 from pooldoctor import __version__
 from pooldoctor.core.model import InspectReport, Report, SimulateReport, from_dict
-from pooldoctor.core.verdict import report_fails
+from pooldoctor.core.verdict import FAIL_ON_CHOICES, report_fails
 from pooldoctor.errors import UsageError
 from pooldoctor.reporters import render
 from pooldoctor.reporters.json import SCHEMA
@@ -35,9 +35,9 @@ FORMATS = {
 }
 """The formats each command renders (what ``pooldoctor report --format`` accepts for it)."""
 FAIL_ON = {
-    "check": ("leak", "pinned", "never"),
+    "check": FAIL_ON_CHOICES,
     "scan": ("info", "warning", "error", "never"),
-    "simulate": ("leak", "pinned", "never"),
+    "simulate": FAIL_ON_CHOICES,
     "inspect": ("leak", "pinned", "never"),
 }
 """``--fail-on`` values per command."""

@@ -17,12 +17,12 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from pooldoctor.commands import check
-from pooldoctor.core import project
+from pooldoctor.core import project, verdict
 from pooldoctor.core.findings.fleet import DISCARD_POOL_FIX, fleet_findings
-from pooldoctor.core.model import Fix, FleetResult, SimulateReport, Verdict
+from pooldoctor.core.model import PROJECT_KINDS, Fix, FleetResult, SimulateReport, Verdict
 from pooldoctor.core.probes import get_mode
-from pooldoctor.core.subjects import Subject, parse_wrapper, select_modes
-from pooldoctor.core.verdict import worst
+from pooldoctor.core.project_tasks import resolve_task
+from pooldoctor.core.subjects import Subject
 from pooldoctor.core.verdict.fleet import judge_fleet
 from pooldoctor.errors import PooldoctorError, UsageError
 from pooldoctor.hosts import worker_host
@@ -47,8 +47,7 @@ def run_simulate(options: SimulateOptions,
     host = worker_host("celery")
     host.check_broker(fleet.broker)
     opts = options.check
-    subjects = [*select_modes(list(opts.modes) if opts.modes is not None else None)]
-    subjects += [parse_wrapper(w) for w in opts.wrappers]
+    subjects = check.select_subjects(opts, worker=True)
     with check.database_override(opts.database) as (override, source):
         spec = project.ProjectSpec(
             settings=opts.settings,
@@ -56,61 +55,55 @@ def run_simulate(options: SimulateOptions,
             pythonpath=opts.pythonpath,
             cwd=opts.cwd,
             database=override,
+            read_only=source != "embedded",  # the throwaway server may be written to
         )
         run_id = uuid.uuid4().hex[:8]
         database = check.preflight(
             spec, source, run_id, [s for s in subjects if s.kind == "wrapper"]
         )
+        for path in opts.task_paths:
+            subjects += resolve_task(path, opts.task_args, opts.task_kwargs, opts.wrappers)
+        if opts.task_paths and source == "embedded":
+            check.migrate(spec.alias)
         if fleet.app:
             host.load_app(fleet.app)  # a worker that cannot would only die
 
-        def one(index: int, subject: Subject, options: FleetOptions) -> FleetRecords:
-            records = run_fleet(spec, subject, options, run_id, index)
+        def one(index: int, subject: Subject, apply_fix: bool = False) -> FleetRecords:
+            records = run_fleet(spec, subject, fleet, run_id, index, apply_fix=apply_fix)
             if progress:
                 progress(subject)
             return records
 
         with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool, _killing_on_interrupt():
-            raw = list(pool.map(lambda a: one(*a), [(i, s, fleet) for i, s in enumerate(subjects)]))
+            raw = list(pool.map(lambda a: one(*a), enumerate(subjects)))
             _started(raw)
             results = [_judge(r) for r in raw]
-            unsafe = [
-                r
-                for r in results
-                if r.verdict == "unsafe" or any(w.inherited_pool for w in r.workers)
-            ]
-            proof_result = None
-            if unsafe:
-                # Prove the advice: the same subject again, with the inherited pool discarded.
-                target = next(s for s in subjects if s.name == unsafe[0].subject)
-                proof_run = run_fleet(spec, target, fleet, run_id, len(subjects), apply_fix=True)
-                _started([proof_run])
-                proof_result = _judge(proof_run)
-    proof = None
-    if proof_result is not None:
-        proof = (f"with the inherited pool discarded, {proof_result.subject} measured "
-                 f"{proof_result.verdict}")  # fmt: skip
-        results.append(
-            dataclasses.replace(
-                proof_result, subject=f"{proof_result.subject} + discard-inherited-pool"
-            )
-        )
+            # Prove the advice where the hazard showed: the project's own subjects, else every
+            # subject that showed it, run again with the inherited pool discarded in each child.
+            shown = [r for r in results if inherits(r)]
+            targets = [r for r in shown if r.kind in PROJECT_KINDS] or shown
+            by_name = {s.name: s for s in subjects}
+            proof_raw = list(pool.map(
+                lambda a: one(len(subjects) + a[0], by_name[a[1].subject], True),
+                enumerate(targets),
+            ))  # fmt: skip
+            _started(proof_raw)
+    proofs = [(target, _judge(r)) for target, r in zip(targets, proof_raw, strict=True)]
+    results += [dataclasses.replace(proof, subject=f"{proof.subject} + {PROOF}", kind="fix")
+                for _, proof in proofs]  # fmt: skip
     ready = next((r.ready for r in raw if r.ready), {})
-    wrappers = [r for r in results if r.kind == "wrapper"]
-    overall = worst([r.verdict for r in wrappers])
-    fix_subject = next((n for n in check.FIX_PREFERENCE for r in results
-                        if r.subject == n and r.verdict == "clean"), None)  # fmt: skip
-    fix = Fix("discard-inherited-pool", DISCARD_POOL_FIX) if proof_result is not None else None
-    code = get_mode(fix_subject).fix if fix_subject else None
-    if fix is None and code is not None:
-        fix = Fix(fix_subject, code)
+    own = [r for r in results if r.kind in PROJECT_KINDS]
+    hazard = app_hazard(results)
+    fix = _proof_fix(proofs) if proofs else _pattern_fix(results)
+    proof = fix.detail if proofs and fix is not None else None
     return SimulateReport(
-        verdict=overall,
-        headline=_headline(wrappers, results),
+        verdict=verdict.project_verdict([r.verdict for r in own], [hazard] if hazard else []),
+        headline=_headline(own, results, hazard, fix),
         environment=check.environment(),
         database=database,
         celery={
             "version": ready.get("celery", "unknown"),
+            "app": ready.get("app", "unknown"),
             "pool": fleet.pool,
             "concurrency": fleet.workers,
             "django_fixup": bool(ready.get("django_fixup")),
@@ -120,10 +113,67 @@ def run_simulate(options: SimulateOptions,
             "django_integration": ready.get("django_integration"),
         },
         results=tuple(results),
-        findings=tuple(fleet_findings(results, proof, database.pool is not None)),
+        findings=tuple(
+            # The proof runs changed the project's code: what they show is in the fix.
+            fleet_findings(
+                [r for r in results if r.kind != "fix"],
+                proof,
+                database.pool is not None,
+                celery_version=ready.get("celery", ""),
+            )
+        ),
         fix=fix,
         seconds=round(time.monotonic() - started, 3),
     )
+
+
+PROOF = "discard-inherited-pool"
+
+
+def crosses(result: FleetResult) -> bool:
+    """Replies crossed, or a connection another process opened was used: the app's processes
+    share sockets."""
+    return any(w.crossed_replies or w.inherited_connections for w in result.workers)
+
+
+def inherits(result: FleetResult) -> bool:
+    """The fork hazard showed: shared sockets, or a child used the pool its parent created."""
+    return crosses(result) or any(w.inherited_pool for w in result.workers)
+
+
+def app_hazard(results: list[FleetResult]) -> Verdict | None:
+    """What the project's Celery app itself does across the fork, whatever the subject: unsafe
+    when any subject's processes shared a socket, clean when tasks echoed and none did, None when
+    no task's query came back at all (nothing measured)."""
+    measured = [r for r in results if r.kind != "fix"]
+    if any(crosses(r) for r in measured):
+        return Verdict.UNSAFE
+    return Verdict.CLEAN if any(r.echoes for r in measured) else None
+
+
+def _proof_fix(proofs: list[tuple[FleetResult, FleetResult]]) -> Fix:
+    """The discard-inherited-pool fix and what it measured on the subject where it did best
+    (the project's own subjects come first); the other runs in the detail."""
+    target, best = min(proofs, key=lambda p: (inherits(p[1]), p[1].verdict.rank))
+    parts = []
+    for subject, proof in proofs:
+        after = (
+            "still shared sockets"
+            if crosses(proof)
+            else "no reply crossed, no inherited connection used"
+        )
+        parts.append(f"{subject.subject} measured {proof.verdict} ({after})")
+    return Fix(PROOF, DISCARD_POOL_FIX, applied_to=target.subject, measured=best.verdict,
+               detail="with the inherited pool discarded: " + "; ".join(parts))  # fmt: skip
+
+
+def _pattern_fix(results: list[FleetResult]) -> Fix | None:
+    """Without a fork hazard: the way of running async code that measured clean as a built-in
+    mode (a pattern, not applied to the project's code)."""
+    name = next((n for n in check.FIX_PREFERENCE for r in results
+                 if r.subject == n and r.verdict is Verdict.CLEAN), None)  # fmt: skip
+    code = get_mode(name).fix if name else None
+    return Fix(name, code) if name and code else None
 
 
 @contextlib.contextmanager
@@ -151,12 +201,36 @@ def _started(raw: list[FleetRecords]) -> None:
             )
 
 
-def _headline(wrappers: list[FleetResult], results: list[FleetResult]) -> str:
-    if not wrappers:
-        bad = [r.subject for r in results if r.verdict != "clean"]
-        return (f"No project wrapper named: {len(results)} subjects simulated ({len(bad)} not "
-                "clean). Name yours with --wrapper MODULE:ATTR.")  # fmt: skip
-    top = max(wrappers, key=lambda r: r.verdict.rank)
-    if top.verdict is Verdict.CLEAN:
-        return f"Clean: {', '.join(r.subject for r in wrappers)} across every worker process."
-    return f"{top.verdict.upper()}: {top.subject}: {top.summary}."
+def _headline(own: list[FleetResult], results: list[FleetResult], hazard: Verdict | None,
+              fix: Fix | None) -> str:  # fmt: skip
+    """One sentence for the project: its app's fork behaviour first (it is the worst there is),
+    then its own wrappers and tasks."""
+    if hazard is Verdict.UNSAFE:
+        shared = [r for r in results if r.kind != "fix" and crosses(r)]
+        crossed = sum(r.crossed_replies for r in shared)
+        foreign = sum(w.inherited_connections for r in shared for w in r.workers)
+        proof = ""
+        if fix is not None and fix.applied_to is not None:
+            proof = (f" Discarding the inherited pool in worker_process_init measured "
+                     f"{fix.measured} on {fix.applied_to}.")  # fmt: skip
+        return (
+            f"UNSAFE: the project's Celery app shares database connections between worker "
+            f"processes: {crossed} replies crossed, {foreign} connections used by a process "
+            f"that did not open them ({', '.join(r.subject for r in shared)}).{proof}"
+        )
+    if own:
+        top = max(own, key=lambda r: r.verdict.rank)
+        if top.verdict is Verdict.CLEAN:
+            return f"Clean: {', '.join(r.subject for r in own)} across every worker process."
+        return f"{top.verdict.upper()}: {top.subject}: {top.summary}."
+    if hazard is Verdict.CLEAN:
+        echoed = sum(r.echoes for r in results if r.kind != "fix")
+        return (
+            f"Clean across the fork: the project's Celery app kept each worker process's "
+            f"connections to itself ({echoed} tasks echoed their own reply). Name a wrapper "
+            "(--wrapper) or a task (--task) for a verdict on the project's task code too."
+        )
+    return (
+        "UNMEASURED: no task's query came back from the workers, so nothing of the project's "
+        "was measured; see each subject's evidence."
+    )

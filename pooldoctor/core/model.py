@@ -33,6 +33,9 @@ class Verdict(enum.StrEnum):
 
     SKIPPED = "skipped"
     CLEAN = "clean"
+    UNMEASURED = "unmeasured"
+    """The project's verdict when nothing of the project's own was measured (``check`` with
+    built-in modes only): never ``clean`` for what did not run (``--fail-on unmeasured``)."""
     PINNED = "pinned"
     ERROR = "error"
     LEAK = "leak"
@@ -48,10 +51,11 @@ class Verdict(enum.StrEnum):
 _RANK = {
     Verdict.SKIPPED: -1,
     Verdict.CLEAN: 0,
-    Verdict.PINNED: 1,
-    Verdict.ERROR: 2,
-    Verdict.LEAK: 3,
-    Verdict.UNSAFE: 4,
+    Verdict.UNMEASURED: 1,
+    Verdict.PINNED: 2,
+    Verdict.ERROR: 3,
+    Verdict.LEAK: 4,
+    Verdict.UNSAFE: 5,
 }
 
 
@@ -271,6 +275,8 @@ class SubjectResult:
     leak_sites: tuple[LeakSite, ...] = ()
     checkouts: int = 0
     returns: int = 0
+    fix: Fix | None = None
+    """The fix fitted to this wrapper (patched into its source and measured), if any."""
 
     def __post_init__(self) -> None:
         if self.tasks_planned is None:
@@ -408,6 +414,9 @@ class FleetResult:
     stop_detail: str | None = None
     errors: Mapping[str, int] = dataclasses.field(default_factory=dict)
     seconds: float = 0.0
+    echoes: int = 0
+    """Tasks whose first query echoed back (their own id or another's): the fork behaviour was
+    measured on as many."""
 
     @property
     def lost_slots(self) -> int:
@@ -489,11 +498,27 @@ class Finding:
 
 @dataclasses.dataclass(frozen=True)
 class Fix:
-    """Code of a way to run the work that measured clean in the same run, and where."""
+    """A change to the project and what it measured in the same run.
+
+    It is *proven* only when it was applied to ``applied_to`` (a project subject, or the subject
+    of simulate's proof run) and that run measured ``clean``; otherwise it is the pattern that
+    measured clean as built-in mode ``subject``, not run on the project's code."""
 
     subject: str | None
-    """The subject (mode, or the proof run) it measured clean on."""
+    """The pattern's name (a built-in mode, or ``discard-inherited-pool``)."""
     code: str
+    applied_to: str | None = None
+    """The subject the fix was applied to and measured on; None: not applied here."""
+    measured: Verdict | None = None
+    """What that run measured; None when the fix was not applied."""
+    detail: str = ""
+    """What the run measured, in words (for a fix that did not measure clean: what stayed)."""
+    diff: str | None = None
+    """A unified diff against the project's file, when pooldoctor could patch its source."""
+
+    @property
+    def proven(self) -> bool:
+        return self.applied_to is not None and self.measured is Verdict.CLEAN
 
 
 @dataclasses.dataclass(frozen=True)
@@ -573,3 +598,25 @@ def task_census_from_dict(data: Mapping[str, Any]) -> TaskCensus:
 
 def leak_site_from_dict(data: Mapping[str, Any]) -> LeakSite:
     return from_dict(LeakSite, data)
+
+
+@dataclasses.dataclass(frozen=True)
+class ForkCheck:
+    """What a prefork child got of the pool its parent had open at the fork, measured by
+    ``check`` in a short-lived process (the run-time twin of scan's PD313)."""
+
+    alias: str
+    celery: str
+    """The installed Celery's version."""
+    app: str
+    """The project's Celery app, ``module:attr``."""
+    django_fixup: bool
+    """The app has Celery's Django fix-up (whose child handler ran)."""
+    receivers: tuple[str, ...]
+    """The ``worker_process_init`` receivers that ran in the child (``module.function``)."""
+    kept_pool: bool
+    """The child's ``connections[alias]`` still held the parent's pool object, not closed."""
+    detail: str
+    """What the child held after its receivers ran, in words."""
+    errors: tuple[str, ...] = ()
+    """Receivers that raised, as Celery logs them (``module.function: Type: message``)."""

@@ -5,7 +5,9 @@ https://docs.github.com/actions/reference/workflow-commands-for-github-actions
 Each leak site of the project's own subjects (its wrappers, and its tasks with ``--task``) becomes
 an annotation at the line of the project's code that checked the connections out, with the
 subject, the count and the reason; such a subject with a bad verdict and no site, and every
-finding, gets one without a file.
+finding, gets one without a file. An annotation names a file only when it is in the project's
+tree (relative to the project root, not an installed library's, not pooldoctor's own): GitHub
+cannot place one elsewhere, so a site outside it keeps its location in the message only.
 
 Levels follow the gate, so that the errors on a run are what failed it: an annotation is an
 ``error`` when what it reports reaches ``--fail-on`` (a lost connection reaches ``leak``, a pinned
@@ -21,7 +23,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from pooldoctor.core.forensics.stacks import STAND_INS
+from pooldoctor.core.forensics.stacks import in_project_tree
 from pooldoctor.core.model import (
     PROJECT_KINDS,
     Finding,
@@ -29,18 +31,15 @@ from pooldoctor.core.model import (
     LeakSite,
     Report,
     Severity,
+    SimulateReport,
     SubjectResult,
     Verdict,
 )
-from pooldoctor.core.verdict import fails
+from pooldoctor.core.verdict import FAIL_ON_CHOICES, fails
 from pooldoctor.reporters.sites import site_lines
 
 LEVELS = {Severity.INFO: "notice", Severity.WARNING: "warning", Severity.ERROR: "error"}
-FAIL_ON = ("leak", "pinned", "never")
 MODE_NOTE = "(built-in mode: informs, does not gate)"
-# Where the synthetic task pooldoctor runs in the project's place shows in a stack: a file that is
-# not in the project's repository, so an annotation there could not be placed on the diff.
-STAND_IN_FILES = frozenset(module.replace(".", "/") + ".py" for module in STAND_INS)
 _KIND_VERDICT = {LeakKind.LOST: Verdict.LEAK, LeakKind.PINNED: Verdict.PINNED}
 
 
@@ -82,7 +81,7 @@ def render(report: Report, fail_on: str = "leak") -> str:
     """The check report as workflow commands, one per line."""
     check_fail_on(fail_on)
     title = f"pooldoctor check: {report.verdict.value}"
-    lines = [annotation("notice", report.headline, title=title)]
+    lines = [annotation(headline_level(report, fail_on), report.headline, title=title)]
     own = [r for r in report.results if r.kind in PROJECT_KINDS]
     modes = [r for r in report.results if r.kind not in PROJECT_KINDS]
     for result in own:
@@ -94,23 +93,23 @@ def render(report: Report, fail_on: str = "leak") -> str:
     return "\n".join(lines) + "\n"
 
 
+def headline_level(report: Report | SimulateReport, fail_on: str) -> str:
+    """The headline speaks for the project: an error when its verdict fails the run."""
+    return "error" if fails(report.verdict, fail_on) else "notice"
+
+
 def annotated_line(site: LeakSite) -> tuple[str, int | None] | None:
-    """Where in the project's code an annotation for ``site`` goes: the site's own frame, or, when
-    that is pooldoctor's synthetic task standing in for the project's, the nearest frame of the
-    project's code that called it (the wrapper's line); None when the stack has no such frame."""
-    if site.file is not None and site.file not in STAND_IN_FILES:
-        return site.file, site.line
-    if site.file is None:
+    """Where an annotation for ``site`` goes: its file and line when the file is in the project's
+    tree; None for one outside it (absolute, in site-packages, pooldoctor's own) or unknown."""
+    if site.file is None or not in_project_tree(site.file):
         return None
-    for entry in site.stack:  # innermost first
-        if entry.file and not entry.folded and entry.file not in STAND_IN_FILES:
-            return entry.file, entry.line
-    return None
+    return site.file, site.line
 
 
 def check_fail_on(fail_on: str) -> None:
-    if fail_on not in FAIL_ON:
-        raise ValueError(f"fail_on must be one of {', '.join(FAIL_ON)}, not {fail_on!r}")
+    if fail_on not in FAIL_ON_CHOICES:
+        choices = ", ".join(FAIL_ON_CHOICES)
+        raise ValueError(f"fail_on must be one of {choices}, not {fail_on!r}")
 
 
 def _bad(result: SubjectResult) -> bool:

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 
-from pooldoctor.core.model import PROJECT_KINDS, Report, SubjectResult, Verdict
+from pooldoctor.core.model import PROJECT_KINDS, Report, SimulateReport, SubjectResult, Verdict
+from pooldoctor.core.verdict import FAIL_ON, fails
 from pooldoctor.reporters.console import evidence_lines
 
 # The lowest verdict rank that fails a wrapper's testcase; None: nothing fails.
 FAIL_ON_RANK: dict[str, int | None] = {
-    "leak": Verdict.LEAK.rank,
-    "pinned": Verdict.PINNED.rank,
+    **{name: least.rank for name, least in FAIL_ON.items()},
     "never": None,
 }
 
@@ -38,16 +38,18 @@ def render(report: Report, fail_on: str = "leak") -> str:
         ET.SubElement(properties, "property", name=str(key), value=str(value))
 
     counts = {"failures": 0, "errors": 0, "skipped": 0}
+    if project_case(suite, report, fail_on):
+        counts["failures"] += 1
     for result in report.results:
         outcome = _testcase(suite, result, threshold)
         if outcome:
             counts[outcome] += 1
 
-    suite.set("tests", str(len(report.results)))
+    suite.set("tests", str(len(report.results) + 1))
     for name, count in counts.items():
         suite.set(name, str(count))
     suite.set("time", _seconds(report.seconds))
-    suites.set("tests", str(len(report.results)))
+    suites.set("tests", str(len(report.results) + 1))
     suites.set("failures", str(counts["failures"]))
     suites.set("errors", str(counts["errors"]))
     suites.set("time", _seconds(report.seconds))
@@ -81,6 +83,20 @@ def _testcase(suite: ET.Element, result: SubjectResult, threshold: int | None) -
     out = ET.SubElement(case, "system-out")
     out.text = f"measured {result.verdict.value} (built-in mode: informs, does not gate)"
     return None
+
+
+def project_case(suite: ET.Element, report: Report | SimulateReport, fail_on: str) -> bool:
+    """The gate as a testcase of its own: the project's verdict, failed when it reaches
+    ``fail_on`` (the exit code's rule); returns whether it failed."""
+    case = ET.SubElement(suite, "testcase", classname="pooldoctor.project", name="project verdict",
+                         time=_seconds(report.seconds))  # fmt: skip
+    if fails(report.verdict, fail_on):
+        failure = ET.SubElement(case, "failure", message=report.headline,
+                                type=report.verdict.value)  # fmt: skip
+        failure.text = report.headline
+        return True
+    ET.SubElement(case, "system-out").text = f"{report.verdict.value}: {report.headline}"
+    return False
 
 
 def _evidence(result: SubjectResult) -> str:

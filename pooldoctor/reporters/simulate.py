@@ -12,7 +12,7 @@ from rich.text import Text
 
 from pooldoctor.core.model import PROJECT_KINDS, FleetResult, ProcessResult, SimulateReport, Verdict
 from pooldoctor.core.verdict import fails
-from pooldoctor.reporters import console, github
+from pooldoctor.reporters import console, github, junit
 from pooldoctor.reporters.sites import site_lines
 
 COLUMNS = ("Subject", "Verdict", "Tasks", "Failed", "Crossed", "Conn/task")
@@ -79,8 +79,9 @@ def evidence(r: FleetResult) -> list[str]:
 
 
 def as_junit(report: SimulateReport, fail_on: str) -> str:
-    suite = ET.Element("testsuite", name="pooldoctor.simulate", tests=str(len(report.results)))
-    failures = 0
+    suite = ET.Element("testsuite", name="pooldoctor.simulate",
+                       tests=str(len(report.results) + 1))  # fmt: skip
+    failures = int(junit.project_case(suite, report, fail_on))
     for r in report.results:
         case = ET.SubElement(suite, "testcase", classname=f"pooldoctor.simulate.{r.kind}",
                              name=r.subject, time=f"{r.seconds:.3f}")  # fmt: skip
@@ -102,7 +103,9 @@ def as_github(report: SimulateReport, fail_on: str = "leak") -> str:
     built-in modes."""
     github.check_fail_on(fail_on)
     title = f"pooldoctor simulate: {report.verdict}"
-    lines = [github.annotation("notice", report.headline, title=title)]
+    lines = [
+        github.annotation(github.headline_level(report, fail_on), report.headline, title=title)
+    ]
     own = [r for r in report.results if r.kind in PROJECT_KINDS]
     modes = [r for r in report.results if r.kind not in PROJECT_KINDS]
     for result in own:

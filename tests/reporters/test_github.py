@@ -7,7 +7,7 @@ import click
 import pytest
 
 from pooldoctor.cli import cli
-from pooldoctor.core.model import LeakKind, LeakSite, Report, SimulateReport, StackEntry, Verdict
+from pooldoctor.core.model import LeakKind, LeakSite, Report, SimulateReport, Verdict
 from pooldoctor.reporters import Format, github, render
 from pooldoctor.reporters.scan import ScanFormat
 from pooldoctor.reporters.scan import render as render_scan
@@ -19,6 +19,8 @@ HEADLINE = (
     "::notice title=pooldoctor check%3A leak::run_async_task leaks a pool slot per task: "
     "Celery workers will exhaust the pool."
 )
+# The headline speaks for the project: an error when its verdict (here leak) fails the run.
+HEADLINE_FAILS = HEADLINE.replace("::notice", "::error", 1)
 LEAK_HEAD = (
     "run_async_task (wrapper): leak: 3 tasks lost 3 pool slots (1.00 per task): the pool is "
     "exhausted after 4 tasks.%0Asymptom: PoolTimeout: couldn't get a connection after 5.00 sec "
@@ -61,7 +63,7 @@ def with_wrapper(
 @pytest.mark.parametrize("fail_on", ["leak", "pinned"])
 def test_a_lost_site_is_an_error_at_its_line(sample_report: Report, fail_on: str) -> None:
     assert lines(sample_report, fail_on) == [
-        HEADLINE,
+        HEADLINE_FAILS,
         "::error file=shop/tasks.py,line=42,title=run_async_task%3A 3 connections lost::"
         f"{LEAK_HEAD}%0A{LOST_LINES}",
         FINDING,
@@ -137,7 +139,7 @@ def test_a_bad_wrapper_without_sites_gets_one_annotation_without_a_file(
 def test_clean_wrappers_and_modes_are_not_annotated(sample_report: Report) -> None:
     report = with_wrapper(sample_report, verdict=Verdict.CLEAN, leak_sites=())
 
-    assert lines(report) == [HEADLINE, FINDING, PINNED_MODE]
+    assert lines(report) == [HEADLINE_FAILS, FINDING, PINNED_MODE]
 
 
 def test_a_mode_that_could_not_be_measured_is_a_warning(sample_report: Report) -> None:
@@ -191,20 +193,43 @@ def test_annotation_properties_in_order() -> None:
     assert github.annotation("notice", "m") == "::notice::m"
 
 
-def test_the_synthetic_task_gives_way_to_the_project_code_that_ran_it() -> None:
-    """check's leak sites name pooldoctor's probe task (it stands in for the project's code); the
-    annotation goes to the project's own line that called it: the wrapper."""
-    probe = StackEntry(file="pooldoctor/core/probes/task.py", line=109, function="probe_task")
-    wrapper = StackEntry(file="mysite/celeryapp.py", line=24, function="wrapped_with_context")
-    folded = StackEntry(file=None, line=None, function=None, folded=("asyncio",), frames=3)
-    site = dataclasses.replace(
-        LOST_SITE, file=probe.file, line=probe.line, stack=(folded, probe, folded, wrapper)
-    )
+@pytest.mark.parametrize(
+    ("file", "where"),
+    [
+        ("shop/tasks.py", ("shop/tasks.py", 42)),
+        (None, None),
+        # outside the project root: shown absolute
+        ("/srv/lib/shop/tasks.py", None),
+        ("../lib/shop/tasks.py", None),
+        # pooldoctor's probe task, standing in for the project's code under a built-in mode
+        ("pooldoctor/core/probes/task.py", None),
+        # a virtualenv inside the project's directory
+        (".venv/lib/python3.12/site-packages/shop/tasks.py", None),
+        ("<string>", None),
+    ],
+)
+def test_only_a_site_in_the_project_s_tree_is_placed_on_a_file(
+    file: str | None, where: tuple[str, int] | None
+) -> None:
+    site = dataclasses.replace(LOST_SITE, file=file)
 
-    assert github.annotated_line(site) == ("mysite/celeryapp.py", 24)
-    assert github.annotated_line(dataclasses.replace(site, stack=(folded, probe, folded))) is None
-    assert github.annotated_line(LOST_SITE) == ("shop/tasks.py", 42)
-    assert github.annotated_line(PINNED_SITE) is None
+    assert github.annotated_line(site) == where
+
+
+def test_a_site_outside_the_tree_keeps_its_location_in_the_message(sample_report: Report) -> None:
+    site = dataclasses.replace(LOST_SITE, file="/srv/lib/shop/tasks.py", stack=())
+    report = with_wrapper(sample_report, leak_sites=(site,))
+
+    annotation = lines(report)[1]
+
+    assert annotation.startswith(
+        f"::error title=run_async_task%3A 3 connections lost::{LEAK_HEAD}%0A"
+        "LOST    /srv/lib/shop/tasks.py:42 in refresh_prices() via ThreadSensitiveContext"
+    )
+    # and simulate's per-worker annotation, built the same way
+    assert github.site_annotation("run_async_task (worker pid 7)", [], site, "leak").startswith(
+        "::error title=run_async_task (worker pid 7)%3A 3 connections lost::LOST    /srv/lib/"
+    )
 
 
 def test_unknown_fail_on_is_rejected(sample_report: Report) -> None:
@@ -222,7 +247,7 @@ def test_simulation(sample_simulation: SimulateReport) -> None:
     wrapper = "run_async_task (wrapper): unsafe: run_async_task measured unsafe on 2 workers"
 
     assert render(sample_simulation, "github", fail_on="leak").splitlines() == [
-        "::notice title=pooldoctor simulate%3A unsafe::UNSAFE: run_async_task: replies crossed "
+        "::error title=pooldoctor simulate%3A unsafe::UNSAFE: run_async_task: replies crossed "
         "between worker processes.",
         f"::error title=run_async_task%3A unsafe::{wrapper}%0A"
         "worker 301: unsafe: worker 301 measured unsafe%0A"

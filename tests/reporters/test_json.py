@@ -64,7 +64,9 @@ def test_top_level_keys_and_types(sample_report: Report) -> None:
     assert data["headline"] == sample_report.headline
     assert data["environment"]["django"] == "5.1.4"
     assert sample_report.fix is not None
-    assert data["fix"] == {"subject": "async_to_sync", "code": sample_report.fix.code}
+    assert data["fix"] == {"subject": "async_to_sync", "code": sample_report.fix.code,
+                           "applied_to": None, "measured": None, "detail": "",
+                           "diff": None}  # fmt: skip
     assert data["seconds"] == 4.5
 
 
@@ -111,6 +113,7 @@ def test_results_keep_report_order_with_every_key(sample_report: Report) -> None
             "returns",
             "evidence",
             "seconds",
+            "fix",
         }
         assert set(result["evidence"]) == {"pooled", "celery_task", "census"}
         assert isinstance(result["symptoms"], list)

@@ -47,9 +47,10 @@ def attribute_counts(root: ET.Element) -> dict[str, int]:
 @pytest.mark.parametrize(
     ("fail_on", "expected"),
     [
-        ("leak", {"tests": 4, "failures": 1, "errors": 0, "skipped": 1}),
-        ("pinned", {"tests": 4, "failures": 1, "errors": 0, "skipped": 1}),
-        ("never", {"tests": 4, "failures": 0, "errors": 0, "skipped": 1}),
+        # The project's own testcase comes first and fails with the exit code (the wrapper leaks).
+        ("leak", {"tests": 5, "failures": 2, "errors": 0, "skipped": 1}),
+        ("pinned", {"tests": 5, "failures": 2, "errors": 0, "skipped": 1}),
+        ("never", {"tests": 5, "failures": 0, "errors": 0, "skipped": 1}),
     ],
 )
 def test_counts(sample_report: Report, fail_on: str, expected: dict[str, int]) -> None:
@@ -64,6 +65,7 @@ def test_testcase_names_and_classnames(sample_report: Report) -> None:
 
     cases = [(c.get("classname"), c.get("name")) for c in suite_of(root).findall("testcase")]
     assert cases == [
+        ("pooldoctor.project", "project verdict"),
         ("pooldoctor.wrapper", "run_async_task"),
         ("pooldoctor.mode", "async_to_sync"),
         ("pooldoctor.mode", "thread_sensitive_context"),
@@ -98,22 +100,27 @@ def test_pinned_mode_informs_without_failing(sample_report: Report) -> None:
 
 def test_pinned_wrapper_fails_only_with_fail_on_pinned(sample_report: Report) -> None:
     wrapper = dataclasses.replace(sample_report.results[0], verdict=Verdict.PINNED)
-    report = dataclasses.replace(sample_report, results=(wrapper, *sample_report.results[1:]))
+    report = dataclasses.replace(
+        sample_report, verdict=Verdict.PINNED, results=(wrapper, *sample_report.results[1:])
+    )
 
     assert counts(parse(report, "leak"))["failures"] == 0
-    assert counts(parse(report, "pinned"))["failures"] == 1
+    assert counts(parse(report, "pinned"))["failures"] == 2  # the wrapper and the project
     assert counts(parse(report, "never"))["failures"] == 0
 
 
 @pytest.mark.parametrize("fail_on", ["leak", "pinned", "never"])
 def test_error_is_always_an_error(sample_report: Report, fail_on: str) -> None:
     wrapper = dataclasses.replace(sample_report.results[0], verdict=Verdict.ERROR)
-    report = dataclasses.replace(sample_report, results=(wrapper, *sample_report.results[1:]))
+    report = dataclasses.replace(
+        sample_report, verdict=Verdict.ERROR, results=(wrapper, *sample_report.results[1:])
+    )
 
     root = parse(report, fail_on)
 
     assert counts(root)["errors"] == 1
-    assert counts(root)["failures"] == 0
+    # An error is never a pass: the project's testcase fails unless --fail-on never.
+    assert counts(root)["failures"] == (0 if fail_on == "never" else 1)
     error = case(root, "run_async_task").find("error")
     assert error is not None
     assert error.get("message") == LEAK_SUMMARY

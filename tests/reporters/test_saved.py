@@ -46,7 +46,7 @@ def test_every_field_of_a_check_report_is_saved(sample_report: Report) -> None:
     assert {f.name for f in dataclasses.fields(SubjectResult)} - {"run"} <= saved_keys
     assert {f.name for f in dataclasses.fields(DatabaseInfo)} == set(data["database"])
     assert {f.name for f in dataclasses.fields(Report)} - {"fix_subject"} <= set(data)
-    assert set(data["fix"]) == {"code", "subject"}
+    assert set(data["fix"]) == {"code", "subject", "applied_to", "measured", "detail", "diff"}
 
 
 def test_a_check_report_loads_back_equal(sample_report: Report) -> None:
@@ -136,13 +136,18 @@ def test_without_a_command_key_the_shape_tells(
         ("check", Verdict.PINNED, "pinned", True),
         ("check", Verdict.ERROR, "leak", True),
         ("check", Verdict.CLEAN, "pinned", False),
+        ("check", Verdict.UNMEASURED, "leak", False),
+        ("check", Verdict.UNMEASURED, "unmeasured", True),
     ],
 )
 def test_fails_as_check_would(
     sample_report: Report, command: str, verdict: Verdict, fail_on: str, fails: bool
 ) -> None:
+    # The saved report's verdict is the project's: the gate reads it, as check's exit code does.
     wrapper = dataclasses.replace(sample_report.results[0], verdict=verdict)
-    report = dataclasses.replace(sample_report, results=(wrapper, *sample_report.results[1:]))
+    report = dataclasses.replace(
+        sample_report, verdict=verdict, results=(wrapper, *sample_report.results[1:])
+    )
 
     assert loaded(json_reporter.render(report)).fails(fail_on) is fails
 
@@ -158,9 +163,13 @@ def test_the_project_s_own_task_fails_a_check(sample_report: Report) -> None:
 
 
 def test_modes_never_fail_a_check(sample_report: Report) -> None:
-    report = dataclasses.replace(sample_report, results=sample_report.results[1:])
+    # Built-in modes only: the project is unmeasured, which fails only --fail-on unmeasured.
+    report = dataclasses.replace(
+        sample_report, verdict=Verdict.UNMEASURED, results=sample_report.results[1:]
+    )
 
     assert loaded(json_reporter.render(report)).fails("pinned") is False
+    assert loaded(json_reporter.render(report)).fails("unmeasured") is True
 
 
 @pytest.mark.parametrize(("fail_on", "fails"), [("info", True), ("error", True), ("never", False)])

@@ -161,20 +161,21 @@ def test_junit_fails_the_leaking_wrapper_and_passes_the_clean_one(sim_database_u
     sim = simulate(sim_database_url, "--settings", "mysite.settings", "--pythonpath",
                    str(CELERYPROJ), "--wrapper", RECIPE, "--wrapper", CLEAN_WRAPPER,
                    "--modes", "async-to-sync", *SMALL, cwd=LEAKY, fmt="junit")  # fmt: skip
-    # THEN exit 1, one failure: the recipe's, typed with its verdict and carrying the evidence
+    # THEN exit 1, two failures: the project's verdict and the recipe's, typed with its verdict
+    #   and carrying the evidence
     assert sim.code == 1, str(sim)
     root = ET.fromstring(sim.stdout)
     assert root.tag == "testsuites"
     (suite,) = root.findall("testsuite")
     assert suite.get("name") == "pooldoctor.simulate"
-    assert (suite.get("tests"), suite.get("failures")) == ("3", "1")
+    assert (suite.get("tests"), suite.get("failures")) == ("4", "2")
     cases = {case.get("name"): case for case in suite.findall("testcase")}
-    assert set(cases) == {RECIPE, CLEAN_WRAPPER, "async-to-sync"}
+    assert set(cases) == {"project verdict", RECIPE, CLEAN_WRAPPER, "async-to-sync"}
     failure = cases[RECIPE].find("failure")
     assert failure is not None
     assert failure.get("type") == "leak"
     assert "worker " in (failure.text or "")
-    assert "LOST    pooldoctor/core/probes/task.py:" in (failure.text or "")  # with its leak sites
+    assert "LOST    mysite/celeryapp.py:" in (failure.text or "")  # with its leak sites
     assert cases[RECIPE].get("classname") == "pooldoctor.simulate.wrapper"
     # AND the clean wrapper passes, its verdict in its output
     assert cases[CLEAN_WRAPPER].find("failure") is None

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Sequence
 
 from pooldoctor.core.model import (
-    PROJECT_KINDS,
     Evidence,
     InspectReport,
     Report,
@@ -60,6 +60,8 @@ def judge(run: SubjectRun) -> SubjectResult:
     elif run.stop in (StopReason.HUNG, StopReason.CRASHED, StopReason.EXHAUSTED):
         # Exhausted without a loss: connections held by live threads starved a task.
         verdict, summary = Verdict.ERROR, f"{run.stop.value}: {run.stop_detail}"
+    elif unawaited(run):
+        verdict, summary = Verdict.ERROR, unawaited(run) or ""
     elif not any(c.ok or c.expected_error for c in between):
         # The probe never got to run its own code (or the project's task failed every time):
         # nothing about the ORM's normal path was measured.
@@ -70,6 +72,8 @@ def judge(run: SubjectRun) -> SubjectResult:
             if run.kind == "task"
             else f"no task ran the probe: {first}"
         )
+    elif made_no_query(run):
+        verdict, summary = Verdict.ERROR, made_no_query(run) or ""
     elif last.held > 0:
         holders = sorted({f"{c.thread} ({c.thread_role})" for c in last.connections if c.held})
         stays = "stays" if last.held == 1 else "stay"
@@ -90,6 +94,33 @@ def judge(run: SubjectRun) -> SubjectResult:
         tasks_until_exhaustion=exhaustion,
         symptoms=tuple(symptoms),
     )
+
+
+def unawaited(run: SubjectRun) -> str | None:
+    """The task returned a coroutine nobody awaited: its code never ran (the reason, or None)."""
+    error = next((c.error for c in run.census if c.error and c.error.startswith(_UNAWAITED)),
+                 None)  # fmt: skip
+    return None if error is None else error.removeprefix(_UNAWAITED)
+
+
+def made_no_query(run: SubjectRun) -> str | None:
+    """Why the subject's task code cannot have run, or None: a clean verdict on code that did
+    not run would be about nothing. The probe always queries and fails on schedule; a project
+    task is asked to run its code against the database."""
+    if run.checkouts or any(c.expected_error for c in run.census):
+        return None
+    tasks = _plural(len(run.census), "task")
+    if run.kind == "task":
+        return (f"the task made no query on this alias in {tasks}: nothing was measured (check "
+                "--args/--kwargs, and --alias)")  # fmt: skip
+    if run.kind == "wrapper":
+        return (f"the wrapper never ran the task: in {tasks} it made no query and none of the "
+                "failures the task raises on schedule came back (does it call the function, and "
+                "await what it returns?)")  # fmt: skip
+    return None
+
+
+_UNAWAITED = "NeverAwaited: "
 
 
 def completed(run: SubjectRun | SubjectResult) -> tuple[TaskCensus, ...]:
@@ -155,27 +186,41 @@ def _has_open_transaction(task: TaskCensus) -> bool:
     return any(c.held and c.transaction in ("intrans", "inerror") for c in task.connections)
 
 
-def worst(verdicts: list[Verdict]) -> Verdict:
+def worst(verdicts: Sequence[Verdict]) -> Verdict:
     return max(verdicts, key=lambda v: v.rank, default=Verdict.CLEAN)
 
 
+def project_verdict(own: Sequence[Verdict], hazards: Sequence[Verdict] = ()) -> Verdict:
+    """The project's verdict: the worst of its own subjects (wrappers, tasks) and of the hazards
+    that are the project's whatever the subject (simulate: its Celery app's worker processes
+    crossing replies). With nothing of the project's own measured it is ``unmeasured``, never
+    ``clean``."""
+    measured = [v for v in (*own, *hazards) if v is not Verdict.SKIPPED]
+    return worst(measured) if measured else Verdict.UNMEASURED
+
+
+# --fail-on: the least verdict that fails; an error fails every choice but "never".
+FAIL_ON = {"unmeasured": Verdict.UNMEASURED, "pinned": Verdict.PINNED, "leak": Verdict.LEAK}
+FAIL_ON_CHOICES = (*FAIL_ON, "never")
+
+
 def fails(verdict: Verdict, fail_on: str) -> bool:
-    """Whether a wrapper's verdict reaches ``--fail-on`` (an error is never a pass)."""
+    """Whether a verdict reaches ``--fail-on`` (an error is never a pass)."""
     if fail_on == "never":
         return False
-    threshold = Verdict.LEAK if fail_on == "leak" else Verdict.PINNED
-    return verdict is Verdict.ERROR or verdict.rank >= threshold.rank
+    return verdict is Verdict.ERROR or verdict.rank >= FAIL_ON[fail_on].rank
 
 
 def report_fails(report: Report | SimulateReport | InspectReport, fail_on: str) -> bool:
-    """Whether the command that built ``report`` exits 1. check and simulate: a project wrapper or
-    task reaches ``--fail-on`` (built-in modes inform, they never gate); inspect: a node does (a
-    node that could not be inspected is an error), or no node answered."""
+    """Whether the command that built ``report`` exits 1. check and simulate: the project's
+    verdict reaches ``--fail-on`` (built-in modes gate only through the project's hazards, such
+    as its worker processes crossing replies); inspect: a node does (a node that could not be
+    inspected is an error), or no node answered."""
     if isinstance(report, InspectReport):
         if not report.nodes:
             return fail_on != "never"
         return any(fails(n.verdict, fail_on) for n in report.nodes)
-    return any(r.kind in PROJECT_KINDS and fails(r.verdict, fail_on) for r in report.results)
+    return fails(report.verdict, fail_on)
 
 
 def subject_result(

@@ -26,8 +26,74 @@ from pooldoctor.core.model import (
 )
 from pooldoctor.core.verdict import judge, worst
 
-# Connections opened per task above which the pool is being rebuilt rather than reused.
+# Connections opened per task, past each process's warm-up, above which the pool is being rebuilt
+# or refilled rather than reused.
 CHURN_PER_TASK = 0.5
+# Tasks a worker process must have run for its connections to count towards churn. Its first
+# task warms the pool up (min_size connections, more if the task needed them), which is discounted;
+# of what remains, one connection replaced once (the server closed it, a failed task's was
+# discarded) over the 5 tasks after the first is 0.2 per task, well under CHURN_PER_TASK, while a
+# pool rebuilt around every task is 1 per task or more. With fewer tasks, one reconnect looks like
+# churn: three tasks per child are the pool warming up, not a finding.
+CHURN_MIN_TASKS = 6
+
+
+@dataclasses.dataclass(frozen=True)
+class Churn:
+    """New server connections past warm-up, over the processes that ran enough tasks."""
+
+    tasks: int
+    """Tasks after each counted process's first."""
+    opened: int
+    """Connections those processes opened past their warm-up."""
+    processes: int
+    """Worker processes counted (each ran at least CHURN_MIN_TASKS tasks)."""
+    rebuilt: bool
+    """The pool itself was replaced between tasks (gone after a task, or its own count of opened
+    connections stayed at its warm-up while the process kept opening), rather than the same pool
+    opening replacements for connections it lost or the server closed."""
+
+    @property
+    def per_task(self) -> float:
+        return round(self.opened / max(1, self.tasks), 2)
+
+
+def warmup(worker: ProcessResult) -> int:
+    """Connections a process opens just to get its pool going: the pool's own count after the
+    first task (its min_size, and more if that task needed them), at least its min_size and the
+    largest it grew to, and at least one (a process without a pool at census time, its pool
+    closed after each task, still opened one for its first task)."""
+    pools = [c.pool for c in worker.census if c.pool is not None]
+    first = worker.census[0].pool if worker.census else None
+    return max(
+        1,
+        first.connections_opened if first else 0,
+        max((p.min_size for p in pools), default=0),
+        max((p.size for p in pools), default=0),
+    )
+
+
+def churn(result: FleetResult) -> Churn | None:
+    """Churn over the processes with CHURN_MIN_TASKS tasks or more; None when none had as many
+    (too few tasks to tell churn from the pool warming up)."""
+    counted = [w for w in result.workers if w.tasks >= CHURN_MIN_TASKS]
+    if not counted:
+        return None
+    rebuilt = False
+    opened = 0
+    for worker in counted:
+        extra = max(0, worker.connections_opened - warmup(worker))
+        opened += extra
+        pools = [c.pool for c in worker.census]
+        last = next((p for p in reversed(pools) if p is not None), None)
+        if extra and (None in pools or last is None or last.connections_opened <= warmup(worker)):
+            rebuilt = True
+    return Churn(
+        tasks=sum(w.tasks - 1 for w in counted),
+        opened=opened,
+        processes=len(counted),
+        rebuilt=rebuilt,
+    )
 
 
 def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
@@ -61,13 +127,17 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
     verdict = worst([w.verdict for w in workers]) if workers else Verdict.ERROR
     if children_died or lost:
         verdict = worst([verdict, Verdict.ERROR])
+    echoes = sum(1 for r in records if r.get("echo") is not None)
+    never = never_ran(kind, records, echoes)
+    if never is not None:
+        verdict = worst([verdict, Verdict.ERROR])
     crossed = sum(w.crossed_replies for w in workers)
     opened = sum(w.connections_opened for w in workers)
     return FleetResult(
         subject=subject,
         kind=kind,
         verdict=verdict,
-        summary=_fleet_summary(workers, crossed, shared, lost, children_died, stop_detail),
+        summary=never or _fleet_summary(workers, crossed, shared, lost, children_died, stop_detail),
         workers=workers,
         tasks=len(sent),
         tasks_lost=lost,
@@ -79,6 +149,25 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
         stop_detail=stop_detail,
         errors=dict(sorted(errors.items())),
         seconds=seconds,
+        echoes=echoes,
+    )
+
+
+def never_ran(kind: str, records: Sequence[Mapping[str, Any]], echoes: int) -> str | None:
+    """Why the subject's task code never ran on the workers, or None. The probe always queries,
+    so its first query echoes; a project task is asked to use the database."""
+    unawaited = next((r["error"] for r in records
+                      if str(r.get("error") or "").startswith("NeverAwaited: ")), None)  # fmt: skip
+    if unawaited is not None:
+        return str(unawaited).removeprefix("NeverAwaited: ")
+    if not records or echoes:
+        return None
+    if kind == "task":
+        return (f"the task made no query on this alias in {len(records)} runs: nothing was "
+                "measured (check --args/--kwargs, and --alias)")  # fmt: skip
+    return (
+        f"no task's query reached the database in {len(records)} tasks: the "
+        f"{'wrapper never ran the task' if kind == 'wrapper' else 'probe never ran'}"
     )
 
 

@@ -26,9 +26,16 @@ from collections.abc import Callable
 from typing import IO, Any
 
 from pooldoctor.core import census, project
+from pooldoctor.core.fixes.load import load_patched
 from pooldoctor.core.model import StopReason, TaskCensus, to_dict
 from pooldoctor.core.probes import get_mode
-from pooldoctor.core.probes.task import ProbeFailure, make_probe_task, schedule
+from pooldoctor.core.probes.task import (
+    TASK,
+    ProbeFailure,
+    make_probe_task,
+    schedule,
+    unawaited,
+)
 from pooldoctor.core.project_tasks import task_runner
 from pooldoctor.core.subjects import load_wrapper, wrapped_runner
 from pooldoctor.errors import PooldoctorError
@@ -37,9 +44,6 @@ from pooldoctor.errors import PooldoctorError
 # a connection being returned right now to arrive, far below any pool timeout.
 EXHAUSTION_GRACE = 0.25
 WATCH_INTERVAL = 0.005
-# The census kind of a run of the project's own task (the probe's kinds say how it fails on
-# purpose; a real task is run the same way every time).
-TASK = "task"
 
 
 def label(index: int, kind: str) -> str:
@@ -73,6 +77,9 @@ class Subject:
         self.run_task: Callable[[str], Any] | None = None
         self.celery_task = False
         """Whether the Celery host runs the task (the report's ``evidence.celery_task``)."""
+        kind = spec["subject"]["kind"]
+        self.what_runs = "the task" if kind == "task" else f"the {kind}"
+        """Who returned what it runs, for a coroutine nobody awaited."""
 
     def set_up(self) -> str | None:
         """Load Django and the subject; returns a reason to skip, or None."""
@@ -91,14 +98,13 @@ class Subject:
             reason = mode.unavailable()
             if reason:
                 return reason
-            self.run_task = mode.wrap(
-                make_probe_task(self.alias, thread_sensitive=mode.thread_sensitive)
-            )
+            self.run_task = mode.task(self.alias)
         elif subject["kind"] == "task":
             host, self.run_task = task_runner(subject)
             self.celery_task = host.name == "celery"
-        else:
-            decorator = load_wrapper(subject["name"])
+        else:  # a fix's proof run loads the wrapper with its source rewritten
+            patch = subject.get("patch")
+            decorator = load_patched(patch) if patch else load_wrapper(subject["name"])
             host, self.run_task = wrapped_runner(
                 subject["name"], decorator, make_probe_task(self.alias)
             )
@@ -147,7 +153,8 @@ class Subject:
         """Where the connections lost or held so far were checked out (sent right after a census,
         which has just collected the garbage)."""
         pool = self.pool()
-        sites = self.ledger.leak_sites(pool, self.project.cwd)
+        stand_ins = self.spec["subject"]["kind"] == "mode"  # no project code: the probe is the site
+        sites = self.ledger.leak_sites(pool, self.project.cwd, stand_ins=stand_ins)
         channel.send(
             "forensics",
             leak_sites=to_dict(sites),
@@ -270,7 +277,7 @@ def main() -> None:
         started = time.monotonic()
         outcome: BaseException | None = None
         try:
-            subject.run_task(kind)
+            outcome = unawaited(subject.run_task(kind), subject.what_runs)
         except Exception as exc:
             outcome = exc
         subject.ledger.task_finished(name, token)
