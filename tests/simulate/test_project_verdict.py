@@ -128,3 +128,22 @@ def test_the_projects_own_task_is_judged_on_its_own_connection(guide_task: Sim) 
         assert report["verdict"] == "unsafe" and guide_task.code == 1, str(guide_task)
     # AND nothing it started is left behind
     assert not guide_task.workers_left and not guide_task.sessions_left
+
+
+def test_an_async_task_runs_through_the_projects_wrapper_on_the_workers(
+    sim_database_url: str,
+) -> None:
+    # GIVEN the project's async task body, its decorator, and arguments for it
+    subject = "guideproj.tasks.count_databases_async via guideproj.wrappers:run_async"
+    sim = simulate(sim_database_url, *SETTINGS, "--workers", "2", "--tasks", "6",
+                   "--task", "guideproj.tasks.count_databases_async", "--args", "[1]",
+                   "--wrapper", "guideproj.wrappers:run_async", cwd=GUIDEPROJ)  # fmt: skip
+    # THEN the decorated task ran on the workers with those arguments, every run echoing its id
+    #   through the connection its ORM call used (on the thread async_to_sync sent it to)
+    own = sim.result(subject)
+    assert own["kind"] == "task"
+    assert own["tasks"] == 6 and own["failed_tasks"] == 0, str(sim)
+    assert own["echoes"] == 6, str(sim)
+    # AND the wrapper closes on the right thread: clean, and so is the project (exit 0)
+    assert own["verdict"] == "clean", str(sim)
+    assert sim.report["verdict"] == "clean" and sim.code == 0, str(sim)
