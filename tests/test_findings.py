@@ -11,6 +11,7 @@ from pooldoctor.core import findings
 from pooldoctor.core.findings import audit_config, measured, pool_settings
 from pooldoctor.core.model import (
     Finding,
+    Fix,
     PoolStats,
     Severity,
     StopReason,
@@ -326,6 +327,20 @@ def test_pd201_without_a_fix_subject_gives_the_general_fix() -> None:
     # THEN the fix is the general advice, naming no subject
     assert "close the connection on the thread that ran the ORM calls" in finding.fix
     assert "None" not in finding.fix
+
+
+def test_pd201_points_at_the_wrappers_own_proven_fix() -> None:
+    # GIVEN a leaking wrapper whose patched source measured clean in the same run
+    proven = Fix("async-to-sync", "...", applied_to="run_async_task", measured=Verdict.CLEAN,
+                 diff="--- a/x.py\n+++ b/x.py\n")  # fmt: skip
+    leaking = dataclasses.replace(result("run_async_task", Verdict.LEAK), fix=proven)
+    # THEN PD201's fix is that diff, not the built-in mode's pattern
+    finding = only(measured([leaking], FIX_SUBJECT), "PD201")
+    assert finding.fix.startswith("apply the diff under its evidence (async-to-sync)")
+    # AND a fix that was patched but did not measure clean is not offered as the fix
+    still = dataclasses.replace(proven, measured=Verdict.LEAK)
+    leaking = dataclasses.replace(leaking, fix=still)
+    assert FIX_SUBJECT in only(measured([leaking], FIX_SUBJECT), "PD201").fix
 
 
 def test_pd202_for_a_pinned_wrapper() -> None:

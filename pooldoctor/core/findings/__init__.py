@@ -108,13 +108,17 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
     """Findings for the project's wrappers and tasks and for what every subject's census
     showed."""
     findings: list[Finding] = []
-    fix = (
-        f"use the pattern that measured clean here ({fix_subject}; code below)"
+    pattern = (
+        f"use the pattern that measured clean here as built-in mode {fix_subject} (code below)"
         if fix_subject
         else "close the connection on the thread that ran the ORM calls, before it ends"
     )
     own = [r for r in results if r.kind in PROJECT_KINDS]
     for result in own:
+        fix = pattern
+        if result.fix is not None and result.fix.proven:
+            fix = (f"apply the diff under its evidence ({result.fix.subject}): with it, the "
+                   "wrapper measured clean in this run")  # fmt: skip
         if result.verdict is Verdict.LEAK:
             findings.append(
                 Finding(
