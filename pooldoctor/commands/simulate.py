@@ -216,7 +216,7 @@ def _headline(own: list[FleetResult], results: list[FleetResult], hazard: Verdic
         return (
             f"UNSAFE: the project's Celery app shares database connections between worker "
             f"processes: {crossed} replies crossed, {foreign} connections used by a process "
-            f"that did not open them ({', '.join(r.subject for r in shared)}).{proof}"
+            f"that did not open them ({_named(shared)}).{proof}"
         )
     if own:
         top = max(own, key=lambda r: r.verdict.rank)
@@ -234,3 +234,9 @@ def _headline(own: list[FleetResult], results: list[FleetResult], hazard: Verdic
         "UNMEASURED: no task's query came back from the workers, so nothing of the project's "
         "was measured; see each subject's evidence."
     )
+
+
+def _named(results: list[FleetResult], shown: int = 3) -> str:
+    names = [r.subject for r in results]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
