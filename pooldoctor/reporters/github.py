@@ -126,6 +126,12 @@ def _own(result: SubjectResult, fail_on: str) -> Iterator[str]:
         yield annotation(level, "\n".join(head), title=title)
     for site in result.leak_sites:
         yield site_annotation(result.subject, head, site, fail_on)
+    fix = result.fix
+    if fix is not None and fix.proven and fix.diff:
+        # The diff that measured clean, where the job's summary shows it: a notice, not a gate.
+        title = f"{result.subject}: fix measured clean ({fix.subject})"
+        yield annotation("notice", f"Patched as below, {result.subject} measured clean "
+                         f"in this run.\n{fix.diff}", title=title)  # fmt: skip
 
 
 def site_annotation(subject: str, head: list[str], site: LeakSite, fail_on: str) -> str:

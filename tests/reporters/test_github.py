@@ -7,7 +7,7 @@ import click
 import pytest
 
 from pooldoctor.cli import cli
-from pooldoctor.core.model import LeakKind, LeakSite, Report, SimulateReport, Verdict
+from pooldoctor.core.model import Fix, LeakKind, LeakSite, Report, SimulateReport, Verdict
 from pooldoctor.reporters import Format, github, render
 from pooldoctor.reporters.scan import ScanFormat
 from pooldoctor.reporters.scan import render as render_scan
@@ -305,3 +305,22 @@ def test_the_project_s_own_task_is_annotated_like_a_wrapper(sample_report: Repor
         "::error file=shop/tasks.py,line=42,title=shop.tasks.refresh_prices%3A 3 connections lost"
         "::shop.tasks.refresh_prices (task): leak: "
     )
+
+
+def test_a_proven_fix_is_a_notice_with_its_diff(sample_report: Report) -> None:
+    # GIVEN the leaking wrapper's own source, patched and measured clean in the same run
+    diff = "--- a/shop/tasks.py\n+++ b/shop/tasks.py\n@@ -1 +1 @@\n-old\n+new\n"
+    proven = Fix("async-to-sync", "...", applied_to="run_async_task", measured=Verdict.CLEAN,
+                 diff=diff)  # fmt: skip
+    # THEN the diff follows the wrapper's annotations, as a notice (it does not gate)
+    out = lines(with_wrapper(sample_report, fix=proven))
+    notes = [line for line in out if "fix measured clean" in line]
+    assert notes == [
+        "::notice title=run_async_task%3A fix measured clean (async-to-sync)::Patched as below, "
+        "run_async_task measured clean in this run.%0A--- a/shop/tasks.py%0A+++ b/shop/tasks.py"
+        "%0A@@ -1 +1 @@%0A-old%0A+new%0A"
+    ]
+    # AND a patch that did not measure clean is not offered
+    still = dataclasses.replace(proven, measured=Verdict.PINNED)
+    out = lines(with_wrapper(sample_report, fix=still))
+    assert not [line for line in out if "fix measured clean" in line]
