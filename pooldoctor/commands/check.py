@@ -31,16 +31,13 @@ from pooldoctor.core.model import (
     SubjectResult,
     Verdict,
 )
-from pooldoctor.core.probes import all_modes, get_mode
+from pooldoctor.core.probes import all_modes, clean_pattern, get_mode
 from pooldoctor.core.probes.task import make_probe_task
 from pooldoctor.core.project_tasks import parse_task, resolve_task
 from pooldoctor.core.subjects import Subject, decorate, load_wrapper, parse_wrapper, select_modes
 from pooldoctor.errors import ProjectError
 from pooldoctor.hosts import worker_host
 from pooldoctor.hosts.inprocess import isolation
-
-# The clean patterns to recommend, most Django-like first (only ones that measured clean count).
-FIX_PREFERENCE = ("thread-sensitive-context-closed", "async-to-sync", "owned-executor")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -101,10 +98,19 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
             progress=progress,
             tracking=options.tracking,
         )
+        descriptions = {m.name: m.summary for m in all_modes()}
+        kinds = {"wrapper": "project wrapper", "task": "project task"}
+        results = tuple(
+            verdict.judge(dataclasses.replace(
+                r, description=descriptions.get(r.subject, kinds.get(r.kind, ""))
+            ))
+            for r in runs
+        )  # fmt: skip
         # Each leaking or pinning wrapper, patched with the closest clean pattern, run once more.
         fixes = prove_fixes(
             spec,
-            runs,
+            results,
+            clean_modes(results),
             lambda proofs: isolation.run_subjects(
                 spec,
                 proofs,
@@ -116,14 +122,6 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
                 tracking=options.tracking,
             ),
         )
-    descriptions = {m.name: m.summary for m in all_modes()}
-    kinds = {"wrapper": "project wrapper", "task": "project task"}
-    results = tuple(
-        verdict.judge(
-            dataclasses.replace(r, description=descriptions.get(r.subject, kinds.get(r.kind, "")))
-        )
-        for r in runs
-    )
     results = attach_fixes(results, fixes)
     if spec.read_only:
         results = tuple(with_write_hint(r, database.dsn) for r in results)
@@ -197,16 +195,9 @@ def build_report(
     read_only: bool = True,
     fork_findings: Sequence[Finding] = (),
 ) -> Report:
-    fix_subject = next(
-        (
-            name
-            for name in FIX_PREFERENCE
-            for r in results
-            if r.subject == name and r.verdict is Verdict.CLEAN
-        ),
-        None,
-    )
-    code = next((m.fix for m in all_modes() if m.name == fix_subject), None)
+    pattern = clean_pattern(clean_modes(results))
+    fix_subject = pattern.name if pattern else None
+    code = pattern.fix if pattern else None
     own = [r for r in results if r.kind in PROJECT_KINDS]
     overall = verdict.project_verdict([r.verdict for r in own])
     audit = findings.audit_config(
@@ -228,6 +219,11 @@ def build_report(
         fix=Fix(subject=fix_subject, code=code) if code is not None else None,
         seconds=round(seconds, 3),
     )
+
+
+def clean_modes(results: Sequence[SubjectResult]) -> list[str]:
+    """The built-in modes that measured clean in this run."""
+    return [r.subject for r in results if r.kind == "mode" and r.verdict is Verdict.CLEAN]
 
 
 def headline(own: list[SubjectResult], results: tuple[SubjectResult, ...]) -> str:

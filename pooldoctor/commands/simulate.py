@@ -20,7 +20,7 @@ from pooldoctor.commands import check
 from pooldoctor.core import project, verdict
 from pooldoctor.core.findings.fleet import DISCARD_POOL_FIX, fleet_findings
 from pooldoctor.core.model import PROJECT_KINDS, Fix, FleetResult, SimulateReport, Verdict
-from pooldoctor.core.probes import get_mode
+from pooldoctor.core.probes import clean_pattern
 from pooldoctor.core.project_tasks import resolve_task
 from pooldoctor.core.subjects import Subject
 from pooldoctor.core.verdict.fleet import judge_fleet
@@ -170,10 +170,9 @@ def _proof_fix(proofs: list[tuple[FleetResult, FleetResult]]) -> Fix:
 def _pattern_fix(results: list[FleetResult]) -> Fix | None:
     """Without a fork hazard: the way of running async code that measured clean as a built-in
     mode (a pattern, not applied to the project's code)."""
-    name = next((n for n in check.FIX_PREFERENCE for r in results
-                 if r.subject == n and r.verdict is Verdict.CLEAN), None)  # fmt: skip
-    code = get_mode(name).fix if name else None
-    return Fix(name, code) if name and code else None
+    clean = [r.subject for r in results if r.kind == "mode" and r.verdict is Verdict.CLEAN]
+    pattern = clean_pattern(clean)
+    return Fix(pattern.name, pattern.fix) if pattern and pattern.fix else None
 
 
 @contextlib.contextmanager

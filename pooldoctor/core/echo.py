@@ -40,14 +40,6 @@ def install(alias: str) -> None:
     connection_created.connect(on_created, weak=False)
 
 
-def task_started(task_id: str) -> contextvars.Token[str | None]:
-    return CURRENT.set(task_id)
-
-
-def task_finished(token: contextvars.Token[str | None]) -> None:
-    CURRENT.reset(token)
-
-
 def take(task_id: str) -> tuple[str, int] | None:
     """The echo of ``task_id`` (what came back, the server pid that answered), once."""
     with _LOCK:

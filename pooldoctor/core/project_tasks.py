@@ -168,15 +168,19 @@ def resolve_task(
     return [subject(path)]
 
 
+def load_subject_task(spec: Mapping[str, Any]) -> Any:
+    """The task a ``task`` subject's spec names, decorated with its ``--wrapper`` for a bare
+    async function, as the project decorates it."""
+    obj = load_task(spec["name"])
+    wrapper = spec.get("wrapper")
+    return obj if wrapper is None else decorate(wrapper, load_wrapper(wrapper), obj)
+
+
 def task_runner(spec: Mapping[str, Any]) -> tuple[Host, Callable[[str], Any]]:
     """In a subject process: the host that runs the task a ``task`` subject's spec names, and
     the task, ready to run once per call with the spec's arguments (the probe's kind argument is
     ignored)."""
-    path = spec["name"]
-    obj = load_task(path)
-    wrapper = spec.get("wrapper")
-    if wrapper is not None:
-        obj = decorate(wrapper, load_wrapper(wrapper), obj)
+    obj = load_subject_task(spec)
     host = host_for(obj)
     call = host.runner(obj)
     args, kwargs = tuple(spec.get("args", ())), dict(spec.get("kwargs", {}))

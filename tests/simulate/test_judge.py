@@ -164,3 +164,35 @@ def test_a_child_under_the_task_threshold_does_not_count() -> None:
                         [None] * (CHURN_MIN_TASKS - 1))  # fmt: skip
     # THEN too few tasks to tell: no PD404
     assert _pd404(records, "5.7.0") == []
+
+
+def _no_echo(record: dict[str, Any], error: str | None = None) -> dict[str, Any]:
+    return {**record, "echo": None, "backend_pid": None, "ok": error is None, "error": error}
+
+
+def test_a_fleet_whose_tasks_never_queried_is_an_error_that_says_so() -> None:
+    # GIVEN a wrapper's tasks that all returned without a single echo (no query reached the server)
+    records = [_no_echo(_record(10, i, 910, 10, f"t{i}")) for i in range(3)]
+    fleet = judge_fleet("app:wrapper", "wrapper", _sent(records), records, [], None, 1.0)
+    # THEN its code never ran: an error, in words
+    assert fleet.verdict == "error"
+    assert (
+        fleet.summary == "no task's query reached the database in 3 tasks: the wrapper never "
+        "ran the task"
+    )
+    # AND a coroutine nobody awaited is named as the reason
+    never = "NeverAwaited: the task returned a coroutine that was never awaited: its code never ran"
+    records = [_no_echo(_record(10, i, 910, 10, f"t{i}"), never) for i in range(3)]
+    fleet = judge_fleet("app.task", "task", _sent(records), records, [], None, 1.0)
+    assert fleet.summary == never.removeprefix("NeverAwaited: ")
+
+
+def test_tasks_that_failed_on_a_shared_socket_ran_even_when_no_echo_came_back() -> None:
+    # GIVEN two children on the parent's connection whose echoes all failed with their queries
+    records = [_no_echo(_record(pid, i, 900, PARENT, f"t{pid}{i}"), "ValueError: bad reply")
+               for pid in (10, 11) for i in range(3)]  # fmt: skip
+    fleet = judge_fleet("sync-orm", "mode", _sent(records), records, [], None, 1.0)
+    # THEN the fleet is judged on what it measured (every task failing), not as a probe that
+    #   never ran
+    assert "never ran" not in fleet.summary
+    assert "3 tasks failed with ValueError: bad reply" in fleet.summary

@@ -366,7 +366,9 @@ def between(text: str, first: tuple[int, int], last: tuple[int, int]) -> str:
 
 
 def segment(text: str, node: ast.expr) -> str:
-    return between(text, start(node), end(node))
+    found = ast.get_source_segment(text, node)
+    assert found is not None  # parsed from this text: positions are known
+    return found
 
 
 def splice(text: str, first: tuple[int, int], last: tuple[int, int], new: str) -> str:

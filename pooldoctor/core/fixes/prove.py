@@ -22,7 +22,7 @@ from pooldoctor.core.fixes.diff import unified
 from pooldoctor.core.fixes.patch import Patch, fit
 from pooldoctor.core.fixes.source import locate
 from pooldoctor.core.model import Fix, SubjectResult, SubjectRun, Verdict
-from pooldoctor.core.probes import all_modes
+from pooldoctor.core.probes import clean_pattern
 from pooldoctor.core.project import ProjectSpec
 from pooldoctor.core.subjects import Subject, load_wrapper
 from pooldoctor.errors import PooldoctorError
@@ -34,17 +34,17 @@ PROOF_SUFFIX = " + fix"
 NEEDS_FIX = (Verdict.LEAK, Verdict.PINNED)
 
 
-def prove_fixes(spec: ProjectSpec, runs: Sequence[SubjectRun], measure: Measure) -> dict[str, Fix]:
-    """The fix for each wrapper in ``runs`` that leaks or pins, by wrapper name."""
-    judged = [verdict.judge(r) for r in runs]
-    clean = [r.subject for r in judged if r.kind == "mode" and r.verdict is Verdict.CLEAN]
-    # Modes with a pattern to copy, in report order (the most Django-like first).
-    generic = next((m for m in all_modes() if m.fix and m.name in clean), None)
+def prove_fixes(
+    spec: ProjectSpec, results: Sequence[SubjectResult], clean: Sequence[str], measure: Measure
+) -> dict[str, Fix]:
+    """The fix for each wrapper among ``results`` that leaks or pins, by wrapper name; ``clean``:
+    the built-in modes that measured clean in the same run."""
+    generic = clean_pattern(clean)
     if generic is None or generic.fix is None:
         return {}
     fixes: dict[str, Fix] = {}
     patches: list[tuple[str, Patch]] = []
-    for result in judged:
+    for result in results:
         if result.kind != "wrapper" or result.verdict not in NEEDS_FIX:
             continue
         try:

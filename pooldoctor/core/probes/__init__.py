@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import pkgutil
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from pooldoctor.core.probes.task import AsyncTask
@@ -90,6 +90,12 @@ def all_modes() -> list[Mode]:
         if info.name != "task":
             importlib.import_module(f"{__name__}.{info.name}")
     return sorted(_MODES.values(), key=lambda m: m.order)
+
+
+def clean_pattern(clean: Collection[str]) -> Mode | None:
+    """The mode with code to copy that measured clean (its name in ``clean``), in report order:
+    the most Django-like first. None when no such mode measured clean."""
+    return next((m for m in all_modes() if m.fix and m.name in clean), None)
 
 
 def get_mode(name: str) -> Mode:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pooldoctor.core.model import (
     Evidence,
@@ -98,8 +98,12 @@ def judge(run: SubjectRun) -> SubjectResult:
 
 def unawaited(run: SubjectRun) -> str | None:
     """The task returned a coroutine nobody awaited: its code never ran (the reason, or None)."""
-    error = next((c.error for c in run.census if c.error and c.error.startswith(_UNAWAITED)),
-                 None)  # fmt: skip
+    return unawaited_reason(c.error for c in run.census)
+
+
+def unawaited_reason(errors: Iterable[str | None]) -> str | None:
+    """The reason recorded for a coroutine nobody awaited (a task's error, as recorded), or None."""
+    error = next((e for e in errors if e and e.startswith(_UNAWAITED)), None)
     return None if error is None else error.removeprefix(_UNAWAITED)
 
 

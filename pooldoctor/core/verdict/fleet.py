@@ -24,7 +24,7 @@ from pooldoctor.core.model import (
     Verdict,
     leak_site_from_dict,
 )
-from pooldoctor.core.verdict import judge, worst
+from pooldoctor.core.verdict import judge, unawaited_reason, worst
 
 # Connections opened per task, past each process's warm-up, above which the pool is being rebuilt
 # or refilled rather than reused.
@@ -155,12 +155,13 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
 
 def never_ran(kind: str, records: Sequence[Mapping[str, Any]], echoes: int) -> str | None:
     """Why the subject's task code never ran on the workers, or None. The probe always queries,
-    so its first query echoes; a project task is asked to use the database."""
-    unawaited = next((r["error"] for r in records
-                      if str(r.get("error") or "").startswith("NeverAwaited: ")), None)  # fmt: skip
+    so its first query echoes; a project task is asked to use the database. A task that failed
+    (the probe's scheduled failures included) ran: on a shared socket the echo itself may fail,
+    and the errors tell that story."""
+    unawaited = unawaited_reason(r.get("error") for r in records)
     if unawaited is not None:
-        return str(unawaited).removeprefix("NeverAwaited: ")
-    if not records or echoes:
+        return unawaited
+    if not records or echoes or any(r.get("error") for r in records):
         return None
     if kind == "task":
         return (f"the task made no query on this alias in {len(records)} runs: nothing was "

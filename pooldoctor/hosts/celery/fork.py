@@ -47,7 +47,6 @@ TIMEOUT = 30.0
 # The child runs the worker_process_init receivers only.
 CHILD_TIMEOUT = 10.0
 HOSTNAME = "pooldoctor-fork@localhost"
-# Modules that hold a Celery app without being where the project defines it.
 
 
 def measure(

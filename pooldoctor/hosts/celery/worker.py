@@ -28,7 +28,7 @@ from pooldoctor.core.census import django_pool
 from pooldoctor.core.model import to_dict
 from pooldoctor.core.probes import get_mode
 from pooldoctor.core.probes.task import ProbeFailure, make_probe_task, unawaited
-from pooldoctor.core.project_tasks import load_task
+from pooldoctor.core.project_tasks import load_subject_task
 from pooldoctor.core.subjects import decorate, load_wrapper
 from pooldoctor.core.worker_process import WorkerProcess
 from pooldoctor.hosts import get_host
@@ -233,9 +233,7 @@ def _subject_task() -> Any:
     if subject["kind"] == "mode":
         return get_mode(subject["name"]).task(ALIAS)
     if subject["kind"] == "task":
-        task = load_task(subject["name"])
-        wrapper = subject.get("wrapper")
-        return task if wrapper is None else decorate(wrapper, load_wrapper(wrapper), task)
+        return load_subject_task(subject)
     return decorate(subject["name"], load_wrapper(subject["name"]), make_probe_task(ALIAS))
 
 
