@@ -76,6 +76,7 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
             cwd=options.cwd,
             database=override,
             read_only=not (options.allow_writes or source == "embedded"),
+            allow_writes=options.allow_writes,
         )
         run_id = uuid.uuid4().hex[:8]
         database = preflight(spec, source, run_id, [s for s in subjects if s.kind == "wrapper"])
@@ -215,6 +216,7 @@ def build_report(
         database=database,
         results=results,
         findings=tuple(audit + findings.measured(results, fix_subject) + refused)
+        + tuple(findings.direct_connections(results))
         + tuple(fork_findings),
         fix=Fix(subject=fix_subject, code=code) if code is not None else None,
         seconds=round(seconds, 3),

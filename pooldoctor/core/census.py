@@ -33,6 +33,7 @@ from pooldoctor.core.forensics.sites import Cause, Checkout, Loss, leak_sites
 from pooldoctor.core.forensics.stacks import capture
 from pooldoctor.core.forensics.threads import ThreadLife, ThreadRegistry
 from pooldoctor.core.model import LeakSite, PoolStats, ServerView, ThreadConnection
+from pooldoctor.core.readonly import DIRECT_SUFFIX
 
 _TRANSACTION = {0: "idle", 1: "active", 2: "intrans", 3: "inerror", 4: "unknown"}
 _CONNECTION_OK = 0
@@ -350,11 +351,13 @@ def collect_garbage() -> None:
 
 
 class ServerObserver:
-    """One plain connection (never from the pool) that reads pg_stat_activity."""
+    """One plain connection (never from the pool) that reads pg_stat_activity: the subject's
+    sessions, and those the project opened outside Django (tagged ``<name>:direct`` by libpq's
+    PGAPPNAME, see :mod:`pooldoctor.core.readonly`)."""
 
     QUERY = (
-        "SELECT pid, state FROM pg_stat_activity "
-        "WHERE application_name = %s AND pid <> pg_backend_pid() ORDER BY pid"
+        "SELECT pid, state, application_name = %s FROM pg_stat_activity "
+        "WHERE application_name IN (%s, %s) AND pid <> pg_backend_pid() ORDER BY pid"
     )
 
     def __init__(self, conninfo: dict[str, Any], application_name: str) -> None:
@@ -364,13 +367,16 @@ class ServerObserver:
         params["application_name"] = f"{application_name}:observer"[:63]
         self._conn = psycopg.connect(autocommit=True, **params)
         self._name = application_name
+        self._direct = f"{application_name}{DIRECT_SUFFIX}"[:63]
 
     def view(self) -> ServerView:
-        rows = self._conn.execute(self.QUERY, (self._name,)).fetchall()
+        rows = self._conn.execute(self.QUERY, (self._direct, self._name, self._direct)).fetchall()
+        own = [(pid, state) for pid, state, direct in rows if not direct]
         return ServerView(
-            backends=len(rows),
-            idle_in_transaction=sum(1 for _, state in rows if state == "idle in transaction"),
-            pids=tuple(pid for pid, _ in rows),
+            backends=len(own),
+            idle_in_transaction=sum(1 for _, state in own if state == "idle in transaction"),
+            pids=tuple(pid for pid, _ in own),
+            direct=len(rows) - len(own),
         )
 
     def close(self) -> None:

@@ -137,6 +137,39 @@ class ServerView:
     backends: int
     idle_in_transaction: int
     pids: tuple[int, ...] = ()
+    direct: int = 0
+    """Sessions the project opened outside Django, open at the census (see PD208)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class RefusedStatement:
+    """A statement of the task's that did not run because pooldoctor's sessions are read-only."""
+
+    statement: str
+    """The statement, on one line, shortened."""
+    alias: str
+    by: str
+    """``pooldoctor`` (refused before it reached the server: it would have made the session
+    read-write, or it writes on an engine with no read-only session) or ``server`` (a write the
+    read-only session refused, SQLSTATE 25006)."""
+    file: str | None = None
+    line: int | None = None
+    function: str | None = None
+    """Where the project's code ran it (None when no frame of the project's own was found)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectConnection:
+    """A connection the task opened itself with psycopg, outside Django: no execute wrapper sees
+    its statements, so only the server's read-only default (libpq's PGOPTIONS, unless the code
+    passes ``options`` of its own) keeps it from writing."""
+
+    read_only: bool | None
+    """The server's ``default_transaction_read_only`` for the session (None: not reported, before
+    PostgreSQL 14)."""
+    file: str | None = None
+    line: int | None = None
+    function: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,6 +197,10 @@ class TaskCensus:
     sqlstate: str | None = None
     """The SQLSTATE of the database error the task ended with, if any (``25006``: a write in a
     read-only transaction), whatever language the server speaks."""
+    refused: tuple[RefusedStatement, ...] = ()
+    """Statements of this task that pooldoctor's read-only guard or session refused."""
+    direct: tuple[DirectConnection, ...] = ()
+    """Connections this task opened outside Django."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,14 +18,16 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from pooldoctor.core import readonly
 from pooldoctor.errors import DatabaseError, ProjectError, UsageError
 
 POSTGRES_ENGINES = ("django.db.backends.postgresql", "django.contrib.gis.db.backends.postgis")
-# Every session pooldoctor opens on the user's database starts read-only: probes only read, and a
-# project wrapper or task that writes fails loudly instead of changing the user's data. (A
-# transaction rolled back after each task cannot be the guard: the async ORM runs on executor
-# threads, each with its own connection, so one task's queries are not one transaction.)
-READ_ONLY = "-c default_transaction_read_only=on"
+# Every session pooldoctor opens on the user's databases starts read-only (see core/readonly.py):
+# probes only read, and a project wrapper or task that writes fails loudly instead of changing the
+# user's data. (A transaction rolled back after each task cannot be the guard: the async ORM runs
+# on executor threads, each with its own connection, so one task's queries are not one
+# transaction.)
+READ_ONLY = readonly.READ_ONLY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -39,8 +41,11 @@ class ProjectSpec:
     database: Mapping[str, Any] | None = None
     """Replacement NAME/USER/PASSWORD/HOST/PORT and extra OPTIONS, from --database."""
     read_only: bool = True
-    """Start every session with default_transaction_read_only (off only for the throwaway
-    embedded server and with --allow-writes)."""
+    """Start the examined alias's sessions read-only (off only for the throwaway embedded server
+    and with --allow-writes)."""
+    allow_writes: bool = False
+    """``--allow-writes``: every alias may be written; otherwise the other aliases (which
+    ``--database`` does not redirect) stay read-only whatever ``read_only`` says."""
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -116,16 +121,25 @@ def database_settings(alias: str) -> dict[str, Any]:
 
 
 def apply_overrides(entry: dict[str, Any], spec: ProjectSpec, application_name: str) -> None:
-    """Point the alias at ``--database`` (keeping OPTIONS, pool included) and tag its sessions."""
+    """Point the alias at ``--database`` (keeping OPTIONS, pool included), tag its sessions, and
+    make every alias read-only unless it may be written (call before ``django.setup()``)."""
     if spec.database:
         options = {**entry.get("OPTIONS", {}), **spec.database.get("OPTIONS", {})}
         entry.update({k: v for k, v in spec.database.items() if k != "OPTIONS"})
         entry["OPTIONS"] = options
     options = entry.setdefault("OPTIONS", {})
     options["application_name"] = application_name
-    if spec.read_only:
-        existing = options.get("options", "")
-        options["options"] = f"{existing} {READ_ONLY}".strip()
+    from django.conf import settings
+
+    readonly.make_read_only(
+        settings.DATABASES,
+        spec.alias,
+        application_name,
+        examined_writable=not spec.read_only,
+        others_writable=spec.allow_writes,
+    )
+    if not spec.allow_writes:
+        readonly.install(frozenset() if spec.read_only else frozenset({spec.alias}), spec.cwd)
 
 
 def parse_database_url(url: str) -> dict[str, Any]:

@@ -214,12 +214,32 @@ def shared_pool(fork: ForkCheck | None, settings: str, alias: str) -> list[Findi
 
 
 def refused_writes(run: SubjectRun | SubjectResult) -> int:
-    """Tasks that failed because the session was read-only."""
+    """Tasks that had a statement refused because the session is read-only (by the server, or by
+    pooldoctor's guard before it reached the server), whether or not the task caught it."""
     return sum(
         1
         for c in run.census
-        if c.sqlstate == READ_ONLY_SQLSTATE or (c.error and READ_ONLY_ERROR in c.error)
+        if c.refused
+        or c.sqlstate == READ_ONLY_SQLSTATE
+        or (c.error and READ_ONLY_ERROR in c.error)
     )
+
+
+def _first_refusal(result: SubjectResult) -> str:
+    """The first refused statement in words: which task, what, on which alias, and where."""
+    for census in result.census:
+        for refused in census.refused:
+            where = (
+                f" at {refused.file}:{refused.line} in {refused.function}()"
+                if refused.file
+                else " (no frame of the project's own code)"
+            )
+            by = "pooldoctor refused" if refused.by == "pooldoctor" else "the server refused"
+            return (
+                f"; first: task {census.index + 1} ran {refused.statement!r} on alias "
+                f"{refused.alias!r}{where} ({by} it)"
+            )
+    return ""
 
 
 def write_hint(kind: str, dsn: str) -> str:
@@ -238,8 +258,9 @@ def writes_refused(results: Sequence[SubjectResult], dsn: str) -> list[Finding]:
             "PD206",
             Severity.ERROR,
             f"{result.subject}: the {result.kind} writes, and {refused_writes(result)} "
-            f"of {result.tasks} tasks failed on pooldoctor's read-only session: its connection "
-            "handling was measured on failing runs only",
+            f"of {result.tasks} tasks had a statement refused on pooldoctor's read-only "
+            f"session{_first_refusal(result)}: nothing was written, and its connection "
+            "handling was measured on refused runs only",
             "rerun with --database embedded (a throwaway server, migrated first), or with "
             f"--allow-writes to let it write to {without_password(dsn)}",
             result.subject,
@@ -247,6 +268,48 @@ def writes_refused(results: Sequence[SubjectResult], dsn: str) -> list[Finding]:
         for result in results
         if result.kind in PROJECT_KINDS and refused_writes(result)
     ]
+
+
+def direct_connections(results: Sequence[SubjectResult]) -> list[Finding]:
+    """PD208 for each project subject that opened connections of its own, outside Django: the
+    server's read-only default is all that keeps them from writing (and none, where the code
+    passed ``options`` of its own)."""
+    found = []
+    for result in results:
+        opened = [d for c in result.census for d in c.direct]
+        # Seen by the server: a connection opened through another libpq driver (psycopg2), or
+        # by code imported before pooldoctor's hook, still carries the ``:direct`` tag.
+        seen = max((c.server.direct for c in result.census if c.server), default=0)
+        if result.kind not in PROJECT_KINDS or not (opened or seen):
+            continue
+        first = opened[0] if opened else None
+        where = (
+            f" at {first.file}:{first.line} in {first.function}()"
+            if first and first.file
+            else f" ({seen} open at once in pg_stat_activity)"
+            if not first
+            else " (no frame of the project's own code)"
+        )
+        writable = sum(1 for d in opened if d.read_only is False)
+        state = (
+            f"{writable} of them started read-write (the code passes its own options): "
+            "pooldoctor could not have stopped a write there"
+            if writable
+            else "they started read-only through libpq's PGOPTIONS, and pooldoctor's statement "
+            "guard does not see them"
+        )
+        found.append(
+            Finding(
+                "PD208",
+                Severity.ERROR if writable else Severity.WARNING,
+                f"{result.subject}: the {result.kind} opened {max(len(opened), seen)} "
+                f"connections outside Django, first{where}; {state}",
+                "run pooldoctor, and the project's checks, as a role that cannot write "
+                "(GRANT SELECT only) on databases whose data matters",
+                result.subject,
+            )
+        )
+    return found
 
 
 def without_password(dsn: str) -> str:

@@ -25,7 +25,7 @@ import traceback
 from collections.abc import Callable
 from typing import IO, Any
 
-from pooldoctor.core import census, project
+from pooldoctor.core import census, project, readonly
 from pooldoctor.core.fixes.load import load_patched
 from pooldoctor.core.model import StopReason, TaskCensus, to_dict
 from pooldoctor.core.probes import get_mode
@@ -134,13 +134,16 @@ class Subject:
         census.collect_garbage()
         pool = self.pool()
         rows, lost, held = self.ledger.snapshot(pool)
+        refused, direct = readonly.take()
         return TaskCensus(
             index=index,
             kind=kind,
             ok=outcome is None,
             error=None if outcome is None else f"{type(outcome).__name__}: {outcome}",
             expected_error=isinstance(outcome, ProbeFailure),
-            sqlstate=sqlstate_of(outcome),
+            sqlstate=readonly.sqlstate_of(outcome),
+            refused=refused,
+            direct=direct,
             seconds=round(seconds, 4),
             pool=census.pool_stats(pool),
             lost=lost,
@@ -170,17 +173,6 @@ class Subject:
             pool.close(timeout=1.0)
         if self.observer is not None:
             self.observer.close()
-
-
-def sqlstate_of(error: BaseException | None) -> str | None:
-    """The SQLSTATE behind an exception: Django wraps psycopg's error, which carries it."""
-    seen = 0
-    while error is not None and seen < 10:
-        state = getattr(error, "sqlstate", None)
-        if state:
-            return str(state)
-        error, seen = error.__cause__ or error.__context__, seen + 1
-    return None
 
 
 class Watchdog(threading.Thread):
