@@ -24,7 +24,7 @@ from rich.console import Console
 from pooldoctor import __version__
 from pooldoctor.commands import report as saved
 from pooldoctor.commands.check import CheckOptions, run_check, subject_count
-from pooldoctor.commands.scan import run_scan, select_checks
+from pooldoctor.commands.scan import max_file_size, run_scan, select_checks
 from pooldoctor.core import verdict
 from pooldoctor.core.model import InspectReport, Report, SimulateReport, SubjectRun
 from pooldoctor.core.probes import all_modes
@@ -590,6 +590,13 @@ def _config_list(directory: Path, key: str) -> list[str]:
 @click.option("--exclude", multiple=True, help="A glob of paths to leave out (repeatable).")
 @click.option("--list-checks", is_flag=True, help="List every check and exit.")
 @click.option(
+    "--max-file-size",
+    "max_size",
+    metavar="SIZE",
+    help="Skip (and list) files larger than SIZE: bytes, or 500k, 2M (default 1M, or "
+    "[tool.pooldoctor] max-file-size).",
+)
+@click.option(
     "--format",
     "fmt",
     type=click.Choice([f.value for f in ScanFormat]),
@@ -610,6 +617,7 @@ def scan(
     ignore: str,
     exclude: tuple[str, ...],
     list_checks: bool,
+    max_size: str | None,
     fmt: str,
     output: str | None,
     fail_on: str,
@@ -628,9 +636,10 @@ def scan(
         for check in checks:
             click.echo(f"{check.code}  {check.severity.value:7}  {check.name}: {check.summary}")
         return ExitCode.OK
+    limit = max_file_size(max_size, root)
     _check_writable(output)
     excluded = [*exclude, *_config_list(root, "exclude")]
-    result = run_scan(root, list(paths), checks, excluded)
+    result = run_scan(root, list(paths), checks, excluded, limit)
     text = render(result, fmt, checks=checks)
     _write_report(text, output)
     return ExitCode.FAILED if result.reaches(fail_on) else ExitCode.OK

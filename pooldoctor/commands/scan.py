@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import difflib
+import re
+import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from pooldoctor.errors import UsageError
 from pooldoctor.scan.checks import Check, all_checks
 from pooldoctor.scan.facts import gather
+from pooldoctor.scan.files import DEFAULT_MAX_FILE_SIZE
 from pooldoctor.scan.model import ScanFinding, ScanResult
 from pooldoctor.scan.source import discover
+
+_SIZE = re.compile(r"\s*(\d+(?:\.\d+)?)\s*([a-z]*)\s*")
+_UNITS = {"": 1, "b": 1}
+_UNITS.update({f"{p}{s}": 1024**n for n, p in enumerate("kmg", 1) for s in ("", "b", "ib")})
+SIZE_TIP = "give bytes or a number with k or M (1024-based): 1048576, 500k, 2M"
 
 
 def select_checks(select: Iterable[str] = (), ignore: Iterable[str] = ()) -> list[Check]:
@@ -33,10 +41,55 @@ def select_checks(select: Iterable[str] = (), ignore: Iterable[str] = ()) -> lis
     ]
 
 
+def parse_size(text: str) -> int | None:
+    """Bytes in ``1048576``, ``500k``, ``2M``, ``1.5MB``, ``64KiB``; None when it is not a size."""
+    match = _SIZE.fullmatch(text.lower())
+    if match is None or match[2] not in _UNITS:
+        return None
+    try:
+        size = int(float(match[1]) * _UNITS[match[2]])
+    except OverflowError:  # more digits than a float holds
+        return None
+    return size if size > 0 else None
+
+
+def max_file_size(given: str | None, root: Path) -> int:
+    """``--max-file-size``, else ``max-file-size`` in ``[tool.pooldoctor]`` of the root's
+    pyproject.toml (a size string or a number of bytes), else 1 MB."""
+    if given is not None:
+        size = parse_size(given)
+        if size is None:
+            raise UsageError(f"--max-file-size {given!r} is not a size", SIZE_TIP)
+        return size
+    path = root / "pyproject.toml"
+    if not path.is_file():
+        return DEFAULT_MAX_FILE_SIZE
+    try:
+        config = tomllib.loads(path.read_text()).get("tool", {}).get("pooldoctor", {})
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path} is not valid TOML: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {exc}") from exc
+    value = config.get("max-file-size")
+    if value is None:
+        return DEFAULT_MAX_FILE_SIZE
+    size = parse_size(str(value)) if isinstance(value, str | int) else None
+    if size is None:
+        raise UsageError(
+            f"{path}: [tool.pooldoctor] max-file-size = {value!r} is not a size", SIZE_TIP
+        )
+    return size
+
+
 def run_scan(
-    root: Path, paths: Sequence[Path], checks: Sequence[Check], exclude: Iterable[str] = ()
+    root: Path,
+    paths: Sequence[Path],
+    checks: Sequence[Check],
+    exclude: Iterable[str] = (),
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
 ) -> ScanResult:
-    files = list(discover(root, paths or [root], exclude))
+    discovery = discover(root, paths or [root], exclude, max_file_size)
+    files = discovery.files
     facts = gather(files)
     findings: list[ScanFinding] = []
     for source in files:
@@ -56,5 +109,8 @@ def run_scan(
                     )
                 )
     return ScanResult(
-        root=str(root), findings=tuple(sorted(set(findings))), files_scanned=len(files)
+        root=str(root),
+        findings=tuple(sorted(set(findings))),
+        files_scanned=len(files),
+        skipped=discovery.skipped,
     )

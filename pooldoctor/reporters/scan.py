@@ -1,6 +1,10 @@
 """Rendering a scan: text, JSON, SARIF 2.1.0 and GitHub workflow annotations.
 
-Each renderer is a pure function of the result; identical results give identical bytes.
+Each renderer is a pure function of the result; identical results give identical bytes. Every
+format lists the files the scan skipped, with the reason: text in a section of its own, JSON as
+``skipped``, SARIF as the run's tool execution notifications (SARIF's place for what a tool could
+not analyse), GitHub as annotations on the file (a notice, or a warning when source meant to be
+scanned was not).
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ from collections.abc import Sequence
 from pooldoctor import __version__
 from pooldoctor.reporters import github
 from pooldoctor.scan.checks import Check
-from pooldoctor.scan.model import ScanResult
+from pooldoctor.scan.model import ScanResult, SkippedFile
 
 SARIF_LEVELS = {"info": "note", "warning": "warning", "error": "error"}
 
@@ -39,6 +43,10 @@ def as_text(result: ScanResult) -> str:
     for f in result.findings:
         lines.append(f"{f.file}:{f.line}:{f.column}: {f.code} {f.severity.value}: {f.message}")
         lines.append(f"    fix: {f.fix}")
+    if result.skipped:
+        count = len(result.skipped)
+        lines.append(f"skipped {count} file{'' if count == 1 else 's'}:")
+        lines += [f"  {s.path}: {_why(s)}" for s in result.skipped]
     count = len(result.findings)
     noun = "finding" if count == 1 else "findings"
     lines.append(f"{count} {noun} in {result.files_scanned} files")
@@ -62,6 +70,9 @@ def as_json(result: ScanResult) -> str:
             for f in result.findings
         ],
         "files_scanned": result.files_scanned,
+        "skipped": [
+            {"path": s.path, "reason": s.reason.value, "detail": s.detail} for s in result.skipped
+        ],
     }
     return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
@@ -108,6 +119,12 @@ def as_sarif(result: ScanResult, checks: Sequence[Check]) -> str:
                     }
                 },
                 "results": results,
+                "invocations": [
+                    {
+                        "executionSuccessful": True,
+                        "toolExecutionNotifications": [_notification(s) for s in result.skipped],
+                    }
+                ],
             }
         ],
     }
@@ -127,4 +144,33 @@ def as_github(result: ScanResult) -> str:
         )
         for f in result.findings
     ]
+    lines += [
+        github.annotation(
+            github.LEVELS[s.reason.severity],
+            f"Not scanned: {_why(s)}",
+            title=f"pooldoctor skipped this file ({s.reason.value})",
+            file=s.path,
+        )
+        for s in result.skipped
+    ]
     return "\n".join(lines) + ("\n" if lines else "")
+
+
+def _why(skipped: SkippedFile) -> str:
+    return f"{skipped.reason.label}: {skipped.detail}"
+
+
+def _notification(skipped: SkippedFile) -> dict[str, object]:
+    """A SARIF ``notification``: the file it is about, and the reason as its descriptor."""
+    return {
+        "level": SARIF_LEVELS[skipped.reason.severity.value],
+        "message": {"text": f"Not scanned: {_why(skipped)}"},
+        "descriptor": {"id": skipped.reason.value},
+        "locations": [
+            {
+                "physicalLocation": {
+                    "artifactLocation": {"uri": skipped.path, "uriBaseId": "%SRCROOT%"}
+                }
+            }
+        ],
+    }

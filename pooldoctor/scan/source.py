@@ -1,40 +1,46 @@
-"""Files to scan: discovery, lazy parsing, and inline suppressions.
+"""Files to scan: discovery, reading, and inline suppressions.
 
-Python files are parsed with :mod:`ast` only when a check asks for the tree; nothing is imported.
-Other files (requirements, lock files, Procfiles, Dockerfiles, shell scripts, compose files,
-pyproject.toml) are read as text for the project-wide facts.
+Python files must parse with :mod:`ast` (checked as they are read); the tree is kept only for the
+checks that ask for it, and nothing is imported. Other files (requirements, lock files,
+Procfiles, Dockerfiles, shell scripts, compose files, pyproject.toml) are read as text for the
+project-wide facts. What cannot or must not be read (:mod:`.files` tells) is listed with its
+reason instead.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 import fnmatch
 import functools
 import os
 import re
-from collections.abc import Iterable, Iterator
+import stat
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-SKIP_DIRS = {
-    ".git", ".hg", ".svn", ".tox", ".nox", ".venv", "venv", "env", "node_modules", "__pycache__",
-    ".mypy_cache", ".ruff_cache", ".pytest_cache", "build", "dist", "site-packages", ".eggs",
-}  # fmt: skip
+from pooldoctor.scan import files
+from pooldoctor.scan.files import DEFAULT_MAX_FILE_SIZE, Entry, Skip, Tree
+from pooldoctor.scan.model import SkippedFile, SkipReason
+
 TEXT_NAMES = re.compile(
     r"^(requirements.*\.(txt|in)|constraints.*\.txt|pyproject\.toml|setup\.cfg|Pipfile(\.lock)?|"
     r"poetry\.lock|uv\.lock|Procfile.*|Dockerfile.*|.*\.dockerfile|docker-compose.*\.ya?ml|"
     r"compose.*\.ya?ml|.*\.sh|Makefile|.*\.service|supervisord?.*\.conf|.*\.ini)$"
 )
+TEXT_LIMIT = 16 * 1024 * 1024
+"""The size cap of the deployment and dependency files (never below ``--max-file-size``)."""
 SUPPRESS = re.compile(r"#\s*pooldoctor:\s*ignore(?:\[(?P<codes>[A-Z0-9, ]+)\])?")
 
 
 class SourceFile:
     """One file of the project, read once."""
 
-    def __init__(self, path: Path, relative: str) -> None:
+    def __init__(self, path: Path, relative: str, text: str) -> None:
         self.path = path
         self.relative = relative
-        self.text = path.read_text(encoding="utf-8", errors="replace")
-        self.is_python = path.suffix == ".py"
+        self.text = text
+        self.is_python = is_python(path.name)
 
     @functools.cached_property
     def lines(self) -> list[str]:
@@ -42,7 +48,7 @@ class SourceFile:
 
     @functools.cached_property
     def tree(self) -> ast.Module | None:
-        """The module's AST, or None when it does not parse (reported by nobody: not our job)."""
+        """The module's AST (discovery skipped the modules that do not parse)."""
         if not self.is_python:
             return None
         try:
@@ -68,37 +74,120 @@ class SourceFile:
         return codes is None or code in {c.strip() for c in codes.split(",")}
 
 
+@dataclasses.dataclass(frozen=True)
+class Discovery:
+    files: tuple[SourceFile, ...]
+    """Read, decoded and (for Python) known to parse, in path order."""
+    skipped: tuple[SkippedFile, ...]
+    """Sorted by path."""
+
+
+def is_python(name: str) -> bool:
+    return Path(name).suffix == ".py"
+
+
+def wanted(name: str, directory: str) -> bool:
+    """A Python module or a file that holds project facts (requirements, locks, Procfiles...)."""
+    # requirements/base.txt, requirements/production.in (cookiecutter-django, pip-tools)
+    pinned = directory == "requirements" and Path(name).suffix in {".txt", ".in"}
+    return is_python(name) or bool(TEXT_NAMES.match(name)) or pinned
+
+
 def discover(
-    root: Path, paths: Iterable[Path], exclude: Iterable[str] = ()
-) -> Iterator[SourceFile]:
-    """Every Python or known text file under ``paths``, sorted, relative to ``root``."""
-    patterns = list(exclude)
-    seen: set[Path] = set()
+    root: Path,
+    paths: Sequence[Path],
+    exclude: Iterable[str] = (),
+    max_file_size: int = DEFAULT_MAX_FILE_SIZE,
+) -> Discovery:
+    """Every Python or known text file under ``paths``, relative to ``root``, and the ones that
+    were skipped. A file reached twice (two paths, a symlink to a file in the tree) is read
+    once, under its own path."""
+    reader = _Reader(
+        real_root=os.path.realpath(root),
+        tree=Tree(tuple(os.path.realpath(p) for p in paths)),
+        patterns=tuple(exclude),
+        limit=max_file_size,
+    )
+    found: list[SourceFile] = []
+    skipped: list[SkippedFile] = []
     for start in paths:
-        candidates = [start] if start.is_file() else _walk(start)
-        for path in sorted(candidates):
-            resolved = path.resolve()
-            if resolved in seen:
-                continue
-            seen.add(resolved)
-            relative = _relative(path, root)
-            if any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(path.name, p) for p in patterns):
-                continue
-            # requirements/base.txt, requirements/production.in (cookiecutter-django, pip-tools)
-            pinned = path.parent.name == "requirements" and path.suffix in {".txt", ".in"}
-            if path.suffix == ".py" or TEXT_NAMES.match(path.name) or pinned:
-                yield SourceFile(path, relative)
+        real_start = os.path.realpath(start)
+        if os.path.isdir(real_start):
+            entries: Iterable[Entry] = files.walk(real_start)
+        else:  # a file given by name: its own place, even when it is a symlink
+            directory = os.path.realpath(os.path.dirname(os.path.abspath(start)))
+            place = os.path.join(directory, os.path.basename(start))
+            entries = [Entry(place, os.path.islink(place))]
+        for entry in sorted(entries, key=lambda e: Path(e.path)):
+            read = reader.read(entry, start, real_start)
+            if isinstance(read, SourceFile):
+                found.append(read)
+            elif read is not None:
+                skipped.append(read)
+    return Discovery(tuple(found), tuple(sorted(set(skipped))))
 
 
-def _walk(start: Path) -> Iterator[Path]:
-    for directory, dirnames, filenames in os.walk(start):
-        dirnames[:] = [d for d in dirnames if d not in SKIP_DIRS and not d.endswith(".egg-info")]
-        for name in filenames:
-            yield Path(directory) / name
+@dataclasses.dataclass
+class _Reader:
+    real_root: str
+    tree: Tree
+    patterns: tuple[str, ...]
+    limit: int
+    seen: set[tuple[int, int]] = dataclasses.field(default_factory=set)
+    """Device and inode of every file read or skipped: each is reported once."""
+
+    def read(self, entry: Entry, start: Path, real_start: str) -> SourceFile | SkippedFile | None:
+        """The file, or why it was skipped, or None for a path that is not for the scan."""
+        relative = self.shown(entry.path, start, real_start)
+        if self.excluded(relative):
+            return None
+        if entry.skip is not None:
+            return SkippedFile(relative, entry.skip.reason, entry.skip.detail)
+        name = os.path.basename(entry.path)
+        if not wanted(name, os.path.basename(os.path.dirname(entry.path))):
+            outside = entry.is_symlink and files.directory_link_outside(entry.path, self.tree)
+            return SkippedFile(relative, outside.reason, outside.detail) if outside else None
+        try:
+            where = entry.path
+            if entry.is_symlink:
+                where, status = files.follow(entry.path, self.tree)
+                relative = self.shown(where, start, real_start)
+                if stat.S_ISDIR(status.st_mode) or self.excluded(relative):
+                    return None  # an in-tree directory is walked where it is
+            else:
+                status = os.lstat(where)
+            if (status.st_dev, status.st_ino) in self.seen:
+                return None
+            self.seen.add((status.st_dev, status.st_ino))
+            python = is_python(name)
+            # Lock files of large projects pass 1 MB, and only regexes read them (PD313's
+            # Celery version): the cap is there for what is parsed.
+            limit = self.limit if python else max(self.limit, TEXT_LIMIT)
+            files.require_regular(status, limit)
+            text = files.decode(files.read_bytes(where, limit), python=python)
+            if python:
+                files.require_parse(text, relative)
+        except Skip as skip:
+            return SkippedFile(relative, skip.reason, skip.detail)
+        except OSError as exc:  # removed since the listing
+            return SkippedFile(relative, SkipReason.UNREADABLE, str(exc.strerror))
+        return SourceFile(Path(entry.path), relative, text)
+
+    def shown(self, path: str, start: Path, real_start: str) -> str:
+        """``path`` relative to the root; outside it, under ``start`` as given."""
+        inside = _under(path, self.real_root)
+        if inside is None:
+            inside = (start / (_under(path, real_start) or "")).as_posix()
+        return files.printable(Path(inside).as_posix())  # forward slashes on Windows too
+
+    def excluded(self, relative: str) -> bool:
+        name = os.path.basename(relative)
+        return any(fnmatch.fnmatch(relative, p) or fnmatch.fnmatch(name, p) for p in self.patterns)
 
 
-def _relative(path: Path, root: Path) -> str:
-    try:
-        return path.resolve().relative_to(root.resolve()).as_posix()
-    except ValueError:
-        return path.as_posix()
+def _under(path: str, top: str) -> str | None:
+    """``path`` relative to ``top`` (both real), or None when it is not inside."""
+    if path == top:
+        return ""
+    prefix = top.rstrip(os.sep) + os.sep
+    return path[len(prefix) :] if path.startswith(prefix) else None

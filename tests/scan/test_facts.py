@@ -25,7 +25,7 @@ def _facts(root: Path, files: dict[str, str]) -> Facts:
         path = root / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(textwrap.dedent(text))
-    return gather(list(discover(root, [root])))
+    return gather(discover(root, [root]).files)
 
 
 @pytest.mark.parametrize(
