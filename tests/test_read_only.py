@@ -11,6 +11,7 @@ each and were judged clean.
 from __future__ import annotations
 
 import contextlib
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import psycopg
 import pytest
-from conftest import PROJECTS, check_json, scratch_database
+from conftest import PROJECTS, check_json, pooldoctor, scratch_database
 
 from pooldoctor.core import readonly
 
@@ -175,3 +176,22 @@ def test_on_other_engines_only_reads_pass() -> None:
     assert not readonly.is_read("WITH a AS (DELETE FROM t RETURNING *) SELECT * FROM a")
     assert not readonly.is_read("INSERT INTO t VALUES (1)")
     assert not readonly.is_read("PRAGMA user_version = 3")
+
+
+def test_simulate_refuses_writes_in_the_workers_and_names_the_line(
+    scratch: str, tmp_path: Path
+) -> None:
+    # GIVEN the task that turns its transaction read-write, WHEN real Celery workers run it
+    env = {"REPORTING_URL": scratch}
+    proc = pooldoctor(
+        "simulate", "--settings", "extras.settings_reporting", "--task",
+        "extras.writes.lifted_in_atomic", "--tasks", "2", "--workers", "1",
+        "--database", scratch, "--format", "json", cwd=EXTRAS, env=env, timeout=180,
+    )  # fmt: skip
+    report = json.loads(proc.stdout)
+    # THEN nothing was written, and PD206 names the statement and the line
+    assert rows(scratch) == []
+    message = finding(report, "PD206")["message"]
+    assert "ran 'SET TRANSACTION READ WRITE' on alias 'default'" in message
+    assert f"at {WRITES}:{line_of('SET TRANSACTION READ WRITE')} in lifted_in_atomic()" in message
+    assert proc.returncode == 1

@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from importlib import metadata
 from typing import Any
 
-from pooldoctor.core import findings, project, verdict
+from pooldoctor.core import findings, lifeline, project, verdict
 from pooldoctor.core.fixes.prove import attach as attach_fixes
 from pooldoctor.core.fixes.prove import prove_fixes
 from pooldoctor.core.model import (
@@ -66,6 +66,7 @@ class CheckOptions:
 
 def run_check(options: CheckOptions, progress: isolation.Progress | None = None) -> Report:
     started = time.monotonic()
+    lifeline.reap_stale()  # what killed runs left behind: their servers, their directories
     subjects = select_subjects(options)
     with database_override(options.database) as (override, source):
         # Read-only sessions guard the user's data; the embedded server is thrown away after.

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 from pooldoctor.commands import check
-from pooldoctor.core import project, verdict
+from pooldoctor.core import findings, lifeline, project, verdict
 from pooldoctor.core.findings.fleet import DISCARD_POOL_FIX, fleet_findings
 from pooldoctor.core.model import PROJECT_KINDS, Fix, FleetResult, SimulateReport, Verdict
 from pooldoctor.core.probes import clean_pattern
@@ -40,6 +40,7 @@ class SimulateOptions:
 def run_simulate(options: SimulateOptions,
                  progress: Callable[[Subject], None] | None = None) -> SimulateReport:  # fmt: skip
     started = time.monotonic()
+    lifeline.reap_stale()  # what killed runs left behind: their workers' directories, servers
     fleet = options.fleet
     if fleet.pool == "gevent" and importlib.util.find_spec("gevent") is None:
         raise UsageError("--pool gevent needs gevent, which is not installed",
@@ -55,7 +56,9 @@ def run_simulate(options: SimulateOptions,
             pythonpath=opts.pythonpath,
             cwd=opts.cwd,
             database=override,
-            read_only=source != "embedded",  # the throwaway server may be written to
+            # The throwaway server may be written to; the user's, only when asked.
+            read_only=not (opts.allow_writes or source == "embedded"),
+            allow_writes=opts.allow_writes,
         )
         run_id = uuid.uuid4().hex[:8]
         database = check.preflight(
@@ -121,6 +124,8 @@ def run_simulate(options: SimulateOptions,
                 database.pool is not None,
                 celery_version=ready.get("celery", ""),
             )
+            + (findings.writes_refused(own, database.dsn) if spec.read_only else [])
+            + findings.direct_connections(own)
         ),
         fix=fix,
         seconds=round(time.monotonic() - started, 3),

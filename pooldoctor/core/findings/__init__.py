@@ -12,10 +12,12 @@ from typing import Any
 from pooldoctor.core.model import (
     PROJECT_KINDS,
     Finding,
+    FleetResult,
     ForkCheck,
     Severity,
     SubjectResult,
     SubjectRun,
+    TaskCensus,
     Verdict,
 )
 from pooldoctor.core.verdict import completed, poisoned_since
@@ -213,21 +215,26 @@ def shared_pool(fork: ForkCheck | None, settings: str, alias: str) -> list[Findi
     ]
 
 
-def refused_writes(run: SubjectRun | SubjectResult) -> int:
+def refused_writes(run: SubjectRun | SubjectResult | FleetResult) -> int:
     """Tasks that had a statement refused because the session is read-only (by the server, or by
     pooldoctor's guard before it reached the server), whether or not the task caught it."""
     return sum(
         1
-        for c in run.census
-        if c.refused
-        or c.sqlstate == READ_ONLY_SQLSTATE
-        or (c.error and READ_ONLY_ERROR in c.error)
+        for c in _census(run)
+        if c.refused or c.sqlstate == READ_ONLY_SQLSTATE or (c.error and READ_ONLY_ERROR in c.error)
     )
 
 
-def _first_refusal(result: SubjectResult) -> str:
+def _census(run: SubjectRun | SubjectResult | FleetResult) -> list[TaskCensus]:
+    """Every task's census: the subject process's, or every worker process's (simulate)."""
+    if isinstance(run, FleetResult):
+        return [c for worker in run.workers for c in worker.census]
+    return list(run.census)
+
+
+def _first_refusal(result: SubjectResult | FleetResult) -> str:
     """The first refused statement in words: which task, what, on which alias, and where."""
-    for census in result.census:
+    for census in _census(result):
         for refused in census.refused:
             where = (
                 f" at {refused.file}:{refused.line} in {refused.function}()"
@@ -250,7 +257,7 @@ def write_hint(kind: str, dsn: str) -> str:
     )
 
 
-def writes_refused(results: Sequence[SubjectResult], dsn: str) -> list[Finding]:
+def writes_refused(results: Sequence[SubjectResult | FleetResult], dsn: str) -> list[Finding]:
     """PD206 for each wrapper or task whose tasks failed on the read-only session (only drawn
     when pooldoctor opened the sessions read-only)."""
     return [
@@ -270,16 +277,16 @@ def writes_refused(results: Sequence[SubjectResult], dsn: str) -> list[Finding]:
     ]
 
 
-def direct_connections(results: Sequence[SubjectResult]) -> list[Finding]:
+def direct_connections(results: Sequence[SubjectResult | FleetResult]) -> list[Finding]:
     """PD208 for each project subject that opened connections of its own, outside Django: the
     server's read-only default is all that keeps them from writing (and none, where the code
     passed ``options`` of its own)."""
     found = []
     for result in results:
-        opened = [d for c in result.census for d in c.direct]
+        opened = [d for c in _census(result) for d in c.direct]
         # Seen by the server: a connection opened through another libpq driver (psycopg2), or
         # by code imported before pooldoctor's hook, still carries the ``:direct`` tag.
-        seen = max((c.server.direct for c in result.census if c.server), default=0)
+        seen = max((c.server.direct for c in _census(result) if c.server), default=0)
         if result.kind not in PROJECT_KINDS or not (opened or seen):
             continue
         first = opened[0] if opened else None

@@ -14,14 +14,17 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from pooldoctor.core.model import (
+    DirectConnection,
     FleetResult,
     PoolStats,
     ProcessResult,
+    RefusedStatement,
     StopReason,
     SubjectRun,
     TaskCensus,
     ThreadConnection,
     Verdict,
+    from_dict,
     leak_site_from_dict,
 )
 from pooldoctor.core.verdict import judge, unawaited_reason, worst
@@ -242,6 +245,9 @@ def to_census(record: Mapping[str, Any]) -> TaskCensus:
         held=int(record["held"]),
         connections=tuple(ThreadConnection(**c) for c in record["connections"]),
         server=None,
+        sqlstate=record.get("sqlstate"),
+        refused=tuple(from_dict(RefusedStatement, r) for r in record.get("refused", ())),
+        direct=tuple(from_dict(DirectConnection, d) for d in record.get("direct", ())),
     )
 
 

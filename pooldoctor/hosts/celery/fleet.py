@@ -4,7 +4,13 @@ The worker runs in its own session with the project's app loaded by
 :mod:`pooldoctor.hosts.celery.worker`; the parent sends tasks through the same broker (kombu's
 filesystem transport in a temporary directory by default, or the URL given) and waits for one
 record per task, bounded in time. The worker's process group is killed at the end, whatever
-happened, so no worker outlives the run.
+happened, so no worker outlives the run; the worker holds pooldoctor's lifeline
+(:mod:`pooldoctor.core.lifeline`), so it ends even when pooldoctor is killed with no chance to
+do so. The run's directory (spec, records, the embedded broker, and the worker's TMPDIR, where
+billiard makes its ``pymp-*`` directories) is removed at the end, or by the lifeline's janitor.
+On a broker of the user's, what the run created there (its queue, the queue's bindings, its
+messages still unacknowledged) is deleted at the end, and by the worker itself if pooldoctor is
+killed.
 """
 
 from __future__ import annotations
@@ -14,17 +20,16 @@ import dataclasses
 import json
 import os
 import re
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import uuid
 from pathlib import Path
 from typing import Any
 
+from pooldoctor.core import lifeline
 from pooldoctor.core.probes.task import TASK, schedule
 from pooldoctor.core.project import ProjectSpec
 from pooldoctor.core.subjects import Subject
@@ -103,12 +108,23 @@ def broker_conf(broker: str, directory: Path) -> dict[str, Any]:
 def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run_id: str,
               index: int, *, apply_fix: bool = False) -> FleetRecords:  # fmt: skip
     started = time.monotonic()
-    directory = Path(tempfile.mkdtemp(prefix="pooldoctor-sim-"))
-    (directory / "records").mkdir()
-    (directory / "sites").mkdir()
+    directory = lifeline.temporary_directory("pooldoctor-sim-")
+    try:
+        return _run_fleet(project, subject, options, run_id, index, apply_fix, directory, started)
+    finally:
+        lifeline.remove(directory)
+
+
+def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run_id: str,
+               index: int, apply_fix: bool, directory: Path,
+               started: float) -> FleetRecords:  # fmt: skip
+    for part in ("records", "sites", "tmp"):
+        (directory / part).mkdir()
     queue_name = f"pooldoctor-{run_id}-{index}"
+    # No remote control: its pidbox queue and bindings would be more to leave in the broker.
     conf = {**broker_conf(options.broker, directory), "task_default_queue": queue_name,
-            "worker_hijack_root_logger": False}  # fmt: skip
+            "worker_hijack_root_logger": False,
+            "worker_enable_remote_control": False}  # fmt: skip
     kinds = [TASK] * options.tasks if subject.kind == "task" else schedule(options.tasks)
     sent = [{"task_id": uuid.uuid4().hex, "index": i, "kind": k} for i, k in enumerate(kinds)]
     spec = {
@@ -129,6 +145,12 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
         else None,
     }
     (directory / "spec.json").write_text(json.dumps(spec))
+    if options.broker != "embedded":
+        # Should pooldoctor die, the janitor deletes the queue once the worker is gone: the worker's
+        # own lifeline deletes it too, but a worker already stopped has none, and a live one
+        # could declare it again after its deletion.
+        lifeline.on_removal(directory, [sys.executable, "-m", "pooldoctor.hosts.celery.fleet",
+                                        "purge", str(directory / "spec.json")])  # fmt: skip
     log = (directory / "worker.log").open("w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "pooldoctor.hosts.celery.worker", "worker",
@@ -136,9 +158,11 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
          "--without-gossip", "--without-mingle", "--without-heartbeat",
          "--hostname", f"{queue_name}@%h", "--queues", queue_name],
         cwd=project.cwd,
-        env={**os.environ, "POOLDOCTOR_SIMULATE": str(directory / "spec.json")},
         stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
         start_new_session=True,
+        # TMPDIR: billiard's pymp-* directories go in the run's directory, removed with it.
+        **lifeline.popen_options({**os.environ, "POOLDOCTOR_SIMULATE": str(directory / "spec.json"),
+                                  "TMPDIR": str(directory / "tmp")}),
     )  # fmt: skip
     with _LIVE_LOCK:
         _LIVE.add(proc)
@@ -160,12 +184,13 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
         with _LIVE_LOCK:
             _LIVE.discard(proc)
         log.close()
+        purge_queue(conf)
+        lifeline.on_removal(directory, None)
     records = [json.loads(p.read_text()) for p in sorted((directory / "records").glob("*.json"))]
     sites = {int(p.stem): json.loads(p.read_text()) for p in (directory / "sites").glob("*.json")}
     died = [m.groupdict() for m in CHILD_DIED.finditer(output)]
     if detail and not ready:
         detail = f"{detail}: {_last_line(output)}"
-    shutil.rmtree(directory, ignore_errors=True)
     return FleetRecords(subject, sent, records, ready, died, detail,
                         round(time.monotonic() - started, 3), output, sites)  # fmt: skip
 
@@ -220,6 +245,7 @@ def _collect(proc: subprocess.Popen[bytes], directory: Path, expected: int, limi
     records = directory / "records"
     deadline = time.monotonic() + limit
     progress, last = time.monotonic(), 0
+    read: set[str] = set()
     while time.monotonic() < deadline:
         found = list(records.glob("*.json"))
         if len(found) >= expected:
@@ -229,7 +255,11 @@ def _collect(proc: subprocess.Popen[bytes], directory: Path, expected: int, limi
         elif time.monotonic() - progress > silence:
             return (f"no task finished for {silence:g} s: {expected - last} tasks hung or never "
                     "came back")  # fmt: skip
-        if any('"exhausted"' in p.read_text() for p in found):
+        # A record is written once, whole (renamed into place): read each one once, or a long
+        # run reads every earlier record again at every poll.
+        new = [p for p in found if p.name not in read]
+        read.update(p.name for p in new)
+        if any('"exhausted"' in p.read_text() for p in new):
             return "stopped at pool exhaustion: further tasks could only wait for the pool timeout"
         if proc.poll() is not None:
             return f"the worker exited with code {proc.returncode}"
@@ -251,3 +281,50 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _last_line(output: str) -> str:
     return next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
+
+
+PURGE_TIMEOUT = 2.0
+"""How long deleting the run's queue on the user's broker may take (it may be unreachable)."""
+
+
+def purge_queue(conf: dict[str, Any]) -> None:
+    """Delete what the run created on the user's broker (nothing to do on the embedded one, which
+    lives in the run's directory): the queue with its bindings, through kombu; on Redis also the
+    run's messages still held as unacknowledged, which kombu would otherwise restore into the
+    queue, recreating it, whenever any worker on that database restores unacked messages.
+    Never raises, bounded in time: it runs at the end of every run and in a dying worker."""
+    if conf["broker_url"].startswith("filesystem:"):
+        return
+    from celery import Celery
+
+    name = conf["task_default_queue"]
+    app = Celery("pooldoctor-purge", set_as_current=False)
+    app.conf.update({**conf, "broker_connection_timeout": PURGE_TIMEOUT})
+    with contextlib.suppress(Exception), app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=PURGE_TIMEOUT)
+        channel = connection.default_channel
+        queue = app.amqp.queues[name].bind(channel)
+        # kombu's virtual transports (Redis) delete only bindings this process declared.
+        queue.declare()
+        queue.delete()
+        queue.exchange.delete()
+        if connection.transport.driver_type == "redis":
+            _forget_unacked(channel, name)
+
+
+def _forget_unacked(channel: Any, queue: str) -> None:
+    """Drop the queue's entries from kombu's Redis ``unacked`` hash and its index (each entry is
+    ``[message, exchange, routing key]`` in JSON; the hash is shared by every worker there)."""
+    client = channel.client
+    for tag, raw in list(client.hscan_iter(channel.unacked_key)):
+        with contextlib.suppress(ValueError, TypeError):
+            _, exchange, routing_key = json.loads(raw)
+            if queue in (exchange, routing_key):
+                client.hdel(channel.unacked_key, tag)
+                client.zrem(channel.unacked_index_key, tag)
+
+
+if __name__ == "__main__":
+    # The removal hook (lifeline.on_removal): the queue of the run whose spec is argv[2].
+    if sys.argv[1:2] == ["purge"]:
+        purge_queue(json.loads(Path(sys.argv[2]).read_text())["celery_conf"])

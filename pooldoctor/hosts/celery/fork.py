@@ -38,6 +38,7 @@ import time
 import warnings
 from typing import Any
 
+from pooldoctor.core import lifeline
 from pooldoctor.core.model import ForkCheck
 from pooldoctor.core.project import ProjectSpec
 from pooldoctor.hosts.celery.apps import find_app, receiver_name
@@ -60,7 +61,8 @@ def measure(
     )
     args = [sys.executable, "-m", "pooldoctor.hosts.celery.fork"]
     proc = subprocess.Popen(args, cwd=spec.cwd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            **lifeline.popen_options())  # fmt: skip
     try:
         out, err = proc.communicate(payload, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -90,6 +92,7 @@ def measure(
 
 
 def main() -> int:
+    lifeline.arm()  # ends this process and its fork when pooldoctor ends, kill -9 too
     spec = json.loads(sys.stdin.read())
     out, sys.stdout = sys.stdout, sys.stderr  # the project's prints must not mix with the answer
     found = run(ProjectSpec.from_dict(spec["project"]), spec["application_name"], spec["app"])

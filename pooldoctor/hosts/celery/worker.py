@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pooldoctor.core import census, echo, project
+from pooldoctor.core import census, echo, lifeline, project, readonly
 from pooldoctor.core.census import django_pool
 from pooldoctor.core.model import to_dict
 from pooldoctor.core.probes import get_mode
@@ -33,9 +33,13 @@ from pooldoctor.core.subjects import decorate, load_wrapper
 from pooldoctor.core.worker_process import WorkerProcess
 from pooldoctor.hosts import get_host
 from pooldoctor.hosts.celery.apps import find_app
+from pooldoctor.hosts.celery.fleet import purge_queue
 from pooldoctor.hosts.inprocess.runner import EXHAUSTION_GRACE, WATCH_INTERVAL
 
 SPEC: dict[str, Any] = json.loads(Path(os.environ["POOLDOCTOR_SIMULATE"]).read_text())
+# Before anything of the project's runs: if pooldoctor dies, delete this run's queue on the user's
+# broker, then end this worker and its prefork children.
+lifeline.arm(on_death=lambda: purge_queue(SPEC["celery_conf"]))
 RECORDS = Path(SPEC["dir"]) / "records"
 SITES = Path(SPEC["dir"]) / "sites"
 PROJECT = project.ProjectSpec.from_dict(SPEC["project"])
@@ -140,6 +144,9 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
     process = STATE.process
     inherited_id = process.inherited_pool_id if process else None
     rows, lost, held = LEDGER.snapshot(pool)
+    # Process-wide: in a threads pool a refusal may be recorded with a neighbour task's census
+    # (the subject, which PD206 names, is the same).
+    refused, direct = readonly.take()
     opened = LEDGER.opened - STATE.opened_before
     STATE.opened_before = LEDGER.opened
     record = {
@@ -149,6 +156,9 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
         "ok": error is None,
         "error": None if error is None else f"{type(error).__name__}: {error}",
         "expected_error": isinstance(error, ProbeFailure),
+        "sqlstate": readonly.sqlstate_of(error),
+        "refused": to_dict(refused),
+        "direct": to_dict(direct),
         "seconds": round(seconds or 0.0, 4),
         "token": task_id,
         "echo": echoed[0] if echoed else None,

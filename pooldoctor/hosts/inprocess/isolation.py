@@ -1,7 +1,9 @@
 """Run each subject in a fresh process and collect what it reports.
 
 Subject processes run in their own session, so a Ctrl-C in the terminal reaches only pooldoctor,
-which then kills every child (their sockets close with them) before exiting. A child that sends
+which then kills every child (their sockets close with them) before exiting. Each holds
+pooldoctor's lifeline (:mod:`pooldoctor.core.lifeline`), so it ends with pooldoctor even when
+pooldoctor is killed without a chance to clean up. A child that sends
 nothing for longer than the per-task limit plus a margin is killed and reported as hung.
 """
 
@@ -20,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
+from pooldoctor.core import lifeline
 from pooldoctor.core.model import (
     StopReason,
     SubjectRun,
@@ -56,6 +59,7 @@ class Children:
                 stderr=subprocess.PIPE,
                 text=True,
                 start_new_session=True,
+                **lifeline.popen_options(),
             )
             self._procs.add(proc)
             return proc
