@@ -12,7 +12,6 @@ import functools
 import os
 import signal
 import sys
-import tomllib
 import traceback
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from pooldoctor import __version__
 from pooldoctor.commands import report as saved
 from pooldoctor.commands.check import CheckOptions, run_check, subject_count
 from pooldoctor.commands.scan import max_file_size, run_scan, select_checks
+from pooldoctor.config import tool_config
 from pooldoctor.core import verdict
 from pooldoctor.core.model import InspectReport, Report, SimulateReport, SubjectRun
 from pooldoctor.core.probes import all_modes
@@ -184,6 +184,17 @@ def _task_options(func: Any, where: str) -> Any:
     return func
 
 
+ALLOW_WRITES = click.option(
+    "--allow-writes",
+    is_flag=True,
+    help="Let the project's code write: open read-write sessions on every alias (otherwise each "
+    "starts read-only, and statements that would lift that are refused; the embedded server's "
+    "alias may always be written). Read-only sessions are the guard: the async ORM runs each "
+    "query on an executor thread with its own connection, so a task's writes cannot be kept in "
+    "one transaction and rolled back.",
+)
+
+
 @cli.command(epilog=EXIT_CODES_HELP)
 @_project_options
 @click.option("--list-modes", is_flag=True, help="List the built-in modes and exit.")
@@ -198,14 +209,7 @@ def _task_options(func: Any, where: str) -> Any:
     "run there first and the task may write; on any other database its sessions are "
     "read-only, so a task that writes fails (see --allow-writes)",
 )
-@click.option(
-    "--allow-writes",
-    is_flag=True,
-    help="Open read-write sessions on a database that is not the embedded one, so a --task that "
-    "writes changes its data. Read-only sessions are the only guard pooldoctor has: the async "
-    "ORM runs each query on an executor thread with its own connection, so a task's writes "
-    "cannot be kept in one transaction and rolled back.",
-)
+@ALLOW_WRITES
 @_report_options
 def check(list_modes: bool, no_tracking: bool, **kwargs: Any) -> int:
     """Run synthetic async ORM tasks through every mode and the project's own wrappers (or the
@@ -286,7 +290,7 @@ def _check(
         alias=alias,
         pythonpath=tuple(os.path.abspath(p) for p in pythonpath),
         wrappers=tuple(dict.fromkeys([*wrappers, *_pyproject_wrappers(Path(cwd))])),
-        modes=tuple(m.strip() for m in modes.split(",") if m.strip()) if modes else None,
+        modes=_modes(modes),
         tasks=tasks,
         database=database,
         task_timeout=task_timeout,
@@ -312,7 +316,80 @@ def _task_arguments(
             "--args and --kwargs are a --task's arguments, and no --task was given",
             "for example --task mysite.tasks.refresh_prices --args '[42]'",
         )
+    for option, text, example in (("--args", task_args, "'[42, \"EUR\"]'"),
+                                  ("--kwargs", task_kwargs, "'{\"force\": true}'")):  # fmt: skip
+        if text is not None and _json_depth(text) > JSON_DEPTH:
+            raise UsageError(
+                f"{option} nests more than {JSON_DEPTH} levels of lists and objects",
+                f"pass the task's arguments flatter, for example {option} {example}",
+            )
     return parse_arguments(task_args, task_kwargs)
+
+
+# How deeply --args and --kwargs may nest: Python's JSON parser recurses once per level, and a
+# task's arguments on a command line are never deep.
+JSON_DEPTH = 32
+
+
+def _json_depth(text: str) -> int:
+    """How deeply a JSON text nests lists and objects, counted without parsing it (stops counting
+    past :data:`JSON_DEPTH`)."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for char in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == '"':
+                in_string = False
+        elif char == '"':
+            in_string = True
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+            if deepest > JSON_DEPTH:
+                break
+        elif char in "]}":
+            depth -= 1
+    return deepest
+
+
+def _modes(modes: str | None) -> tuple[str, ...] | None:
+    """``--modes``: the names given, or None (every mode) without the option; an empty list is a
+    mistake, not "all"."""
+    if modes is None:
+        return None
+    names = tuple(m.strip() for m in modes.split(",") if m.strip())
+    if not names:
+        raise UsageError(
+            f"--modes {modes!r} names no mode",
+            f"name one or more of {', '.join(m.name for m in all_modes())}, separated by commas, "
+            "or leave --modes out to run them all",
+        )
+    return names
+
+
+def _check_broker_url(broker: str) -> None:
+    """A malformed ``--broker`` URL is one line here, before kombu reads it (or raises from it)."""
+    from urllib.parse import urlsplit
+
+    from pooldoctor.core.project import mask_url
+
+    for url in broker.split(";"):  # kombu's failover list
+        if "://" not in url:
+            continue  # kombu also takes a bare transport name
+        try:
+            problem = "port 0 is not a port" if urlsplit(url).port == 0 else ""
+        except ValueError as exc:  # a port that is not a number from 0 to 65535, an unclosed [
+            problem = str(exc)
+        if problem:
+            raise UsageError(
+                f"--broker {mask_url(broker)!r} is malformed: {problem}",
+                "use TRANSPORT://USER:PASSWORD@HOST:PORT/VHOST with PORT from 1 to 65535 and an "
+                "IPv6 HOST in [brackets], or --broker embedded",
+            )
 
 
 @contextlib.contextmanager
@@ -427,6 +504,7 @@ def _write_report(text: str, output: str | None) -> None:
     where="sent through the broker to the real workers (its sessions are read-only, except on "
     "--database embedded), with crossed replies measured on the task's own connection",
 )
+@ALLOW_WRITES
 @_report_options
 def simulate(**kwargs: Any) -> int:
     """Start real Celery workers on the project's own app, feed them probe tasks, and report per
@@ -440,18 +518,18 @@ def simulate(**kwargs: Any) -> int:
     cwd = os.getcwd()
     paths = tuple(dict.fromkeys(kwargs["task_paths"]))
     call_args, call_kwargs = _task_arguments(paths, kwargs["task_args"], kwargs["task_kwargs"])
+    _check_broker_url(kwargs["broker"])
     pool = "prefork" if kwargs["prefork"] else kwargs["worker_pool"]
     options = SimulateOptions(
         check=CheckOptions(
             settings=settings, alias=kwargs["alias"],
             pythonpath=tuple(os.path.abspath(p) for p in kwargs["pythonpath"]),
             wrappers=tuple(dict.fromkeys([*kwargs["wrappers"], *_pyproject_wrappers(Path(cwd))])),
-            modes=tuple(m.strip() for m in kwargs["modes"].split(",") if m.strip())
-            if kwargs["modes"] else None,
+            modes=_modes(kwargs["modes"]),
             tasks=kwargs["tasks"], database=kwargs["database"],
             task_timeout=kwargs["task_timeout"], jobs=kwargs["jobs"], cwd=cwd,
             debug=kwargs["debug"], task_paths=paths, task_args=call_args,
-            task_kwargs=call_kwargs,
+            task_kwargs=call_kwargs, allow_writes=kwargs["allow_writes"],
         ),
         fleet=FleetOptions(
             pool=pool, workers=kwargs["workers"], tasks=kwargs["tasks"],
@@ -570,13 +648,7 @@ def _pyproject_wrappers(directory: Path) -> list[str]:
 
 def _config_list(directory: Path, key: str) -> list[str]:
     """A list of strings from ``[tool.pooldoctor]`` in ``directory``'s pyproject.toml."""
-    path = directory / "pyproject.toml"
-    if not path.is_file():
-        return []
-    try:
-        config = tomllib.loads(path.read_text()).get("tool", {}).get("pooldoctor", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}") from exc
+    path, config = tool_config(directory)
     values = config.get(key, [])
     if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
         raise UsageError(f"{path}: [tool.pooldoctor] {key} must be a list of strings")

@@ -125,6 +125,117 @@ def test_database_url_not_postgresql() -> None:
     )
 
 
+PASSWORD = "s3cr3t-pw"
+DATABASE_FIX = "use postgresql://USER:PASSWORD@HOST:PORT/NAME"
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        (f"postgresql://u:{PASSWORD}@h:abc/db", "port 'abc' is not a number from 1 to 65535"),
+        (f"postgresql://u:{PASSWORD}@h:99999/db", "port '99999' is not a number from 1 to 65535"),
+        (f"postgresql://u:{PASSWORD}@h:0/db", "port '0' is not a number from 1 to 65535"),
+        (f"postgresql://u:{PASSWORD}@h/db?port=-1", "port '-1' is not a number from 1 to 65535"),
+        (f"postgresql://u:{PASSWORD}@[::1/db", 'matching "]" in IPv6 host address'),
+        (f"postgresql://u:{PASSWORD}@h%zz/db", "invalid percent-encoded token"),
+        (f"postgresql://u:{PASSWORD}%zz@h/db", 'invalid percent-encoded token: "***"'),
+        (f"postgresql://u:{PASSWORD}@h/db?no_such_option=1", 'invalid URI query parameter'),
+    ],
+    ids=["port-text", "port-too-big", "port-zero", "query-port", "unclosed-ipv6", "percent",
+         "percent-in-password", "query-option"],
+)  # fmt: skip
+@pytest.mark.parametrize("command", ["check", "simulate"])
+def test_malformed_database_url_is_one_line(command: str, url: str, problem: str) -> None:
+    # GIVEN a --database URL that cannot be right
+    # WHEN check or simulate is asked to use it
+    proc = pooldoctor(command, "--settings", "extras.settings", "--database", url, cwd=EXTRAS)
+    # THEN one usage line names the problem and the URL's form, and never the password
+    line = _fails(proc, 2, "--database 'postgresql://u:***@", problem, DATABASE_FIX)
+    assert PASSWORD not in proc.stderr + proc.stdout
+    assert "internal error" not in line
+
+
+@pytest.mark.parametrize(
+    ("broker", "problem"),
+    [
+        (f"redis://u:{PASSWORD}@localhost:abc/0", "'abc'"),
+        (f"redis://u:{PASSWORD}@localhost:70000/0", "out of range"),
+        (f"amqp://u:{PASSWORD}@localhost:0//", "port 0"),
+        (f"redis://u:{PASSWORD}@[::1/0", "IPv6"),
+    ],
+    ids=["port-text", "port-too-big", "port-zero", "unclosed-ipv6"],
+)
+def test_malformed_broker_url_is_one_line(broker: str, problem: str) -> None:
+    # GIVEN simulate with a --broker URL that cannot be right
+    proc = pooldoctor(
+        "simulate", "--settings", "extras.settings", "--broker", broker, cwd=EXTRAS, timeout=60
+    )
+    # THEN one usage line, before kombu reads it (or tries to connect), without the password
+    _fails(proc, 2, "--broker", "is malformed", problem, "TRANSPORT://USER:PASSWORD@HOST:PORT")
+    assert PASSWORD not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("app", ["unclosed_ipv6", "port_not_a_number", "port_out_of_range"])
+def test_app_with_a_malformed_broker_url_is_one_line(app: str) -> None:
+    # GIVEN a Celery app whose broker_url cannot be right
+    # WHEN inspect asks its workers
+    proc = pooldoctor("inspect", "--app", f"extras.bad_broker:{app}", "--timeout", "1", cwd=EXTRAS)
+    # THEN one line says so, masked, and how to fix it (the project's settings: exit 3)
+    _fails(proc, 3, "cannot reach the app's broker", ":***@", "fix the app's broker_url")
+    assert PASSWORD not in proc.stderr + proc.stdout
+
+
+@pytest.mark.parametrize("option", ["--args", "--kwargs"])
+@pytest.mark.parametrize("command", ["check", "simulate"])
+def test_deeply_nested_task_arguments_are_one_line(command: str, option: str) -> None:
+    # GIVEN --args or --kwargs nested far deeper than any task's arguments, deep enough for
+    # Python's JSON parser to raise RecursionError (one argument may be at most 128 KiB)
+    nested = "[" * 100_000 if option == "--args" else '{"a":' * 20_000
+    # WHEN check or simulate reads them
+    proc = pooldoctor(command, "--settings", "extras.settings", "--task", "extras.tasks.x",
+                      option, nested, cwd=EXTRAS)  # fmt: skip
+    # THEN one usage line gives the limit and an example, instead of a RecursionError
+    _fails(proc, 2, f"{option} nests more than 32 levels", f"for example {option} '")
+    assert "RecursionError" not in proc.stderr
+
+
+def test_task_arguments_at_the_depth_limit_still_parse() -> None:
+    # GIVEN --args nested exactly 32 levels, with brackets inside strings that do not count
+    nested = "[" * 31 + '["[[[[", "\\"]]"]' + "]" * 31
+    # WHEN check reads them (the task does not exist: that is the next thing it says)
+    proc = pooldoctor("check", "--settings", "extras.settings", "--task", "extras.tasks.nowhere",
+                      "--args", nested, cwd=EXTRAS)  # fmt: skip
+    # THEN the arguments were accepted
+    assert "nests more than" not in proc.stderr, proc.stderr
+
+
+@pytest.mark.parametrize("modes", ["", " , ,"], ids=["empty", "commas"])
+@pytest.mark.parametrize("command", ["check", "simulate"])
+def test_empty_modes_is_a_usage_error_listing_the_modes(command: str, modes: str) -> None:
+    # GIVEN --modes that names nothing (before: every mode, or none, silently)
+    proc = pooldoctor(command, "--settings", "extras.settings", "--modes", modes, cwd=EXTRAS)
+    # THEN one usage line says so and lists the modes there are
+    _fails(proc, 2, "names no mode", "asyncio-run", "async-to-sync",
+           "or leave --modes out to run them all")  # fmt: skip
+
+
+def test_settings_hint_lists_only_the_project_directories(tmp_path: Path) -> None:
+    # GIVEN the installed console script (whose bin directory is first on its sys.path) and a
+    # --pythonpath directory
+    script = Path(sys.executable).parent / "pooldoctor"
+    proc = subprocess.run(
+        [str(script), "check", "--settings", "extras.setings", "--pythonpath", str(tmp_path)],
+        cwd=EXTRAS, capture_output=True, text=True, timeout=60,
+        env={k: v for k, v in os.environ.items() if k not in ("DJANGO_SETTINGS_MODULE",
+                                                                "PYTHONPATH")},
+    )  # fmt: skip
+    # WHEN the settings module is not found
+    line = _fails(proc, 3, "'extras.setings' not found", "did you mean 'extras.settings'")
+    # THEN the directories searched are the project's, not the interpreter's
+    searched = line.rpartition("--pythonpath: ")[2].rstrip(")").split(", ")
+    assert searched == [str(EXTRAS), str(tmp_path)]
+
+
 @pytest.mark.parametrize(
     ("wrapper", "code", "expected"),
     [
@@ -243,3 +354,12 @@ def test_no_stray_session_after_a_normal_run(database_url: str) -> None:
     assert _wait_for(lambda: pooldoctor_backends(database_url) == [])
     with psycopg.connect(database_url) as conn:
         assert conn.execute("SELECT 1").fetchone() == (1,)
+
+
+@pytest.mark.parametrize("command", ["check", "scan"])
+def test_a_pyproject_that_is_not_utf8_is_one_line(command: str, tmp_path: Path) -> None:
+    # GIVEN a pyproject.toml that is not UTF-8 in the directory pooldoctor runs from
+    (tmp_path / "pyproject.toml").write_bytes(b'[tool.pooldoctor]\nwrappers = ["caf\xe9"]\n')
+    args = ("--settings", "extras.settings") if command == "check" else ()
+    # WHEN pooldoctor reads its [tool.pooldoctor] table, THEN one line, exit 2
+    _fails(pooldoctor(command, *args, cwd=tmp_path), 2, "cannot read", "pyproject.toml")

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import difflib
 import re
-import tomllib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
+from pooldoctor.config import tool_config
 from pooldoctor.errors import UsageError
 from pooldoctor.scan.checks import Check, all_checks
 from pooldoctor.scan.facts import gather
@@ -61,15 +61,7 @@ def max_file_size(given: str | None, root: Path) -> int:
         if size is None:
             raise UsageError(f"--max-file-size {given!r} is not a size", SIZE_TIP)
         return size
-    path = root / "pyproject.toml"
-    if not path.is_file():
-        return DEFAULT_MAX_FILE_SIZE
-    try:
-        config = tomllib.loads(path.read_text()).get("tool", {}).get("pooldoctor", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path} is not valid TOML: {exc}") from exc
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"cannot read {path}: {exc}") from exc
+    path, config = tool_config(root)
     value = config.get("max-file-size")
     if value is None:
         return DEFAULT_MAX_FILE_SIZE

@@ -285,6 +285,13 @@ class Ledger:
         rows, _ = self._live(pool)  # (takes the queued deaths in)
         return self._closed_dead + sum(1 for row in rows if not row.open)
 
+    def broken(self) -> int:
+        """Live connections the server or the network ended (psycopg's ``broken``: closed, and
+        not by anyone in this process), as when libpq lost one without a SQLSTATE."""
+        with self._lock:
+            entries = list(self._tracked.values())
+        return sum(1 for entry in entries if getattr(entry.ref(), "broken", False))
+
     def close_all(self) -> None:
         """Close every connection still alive (at the end of a subject process)."""
         with self._lock:

@@ -78,6 +78,9 @@ class StopReason(enum.StrEnum):
     """The subject process died or could not set the subject up."""
     SKIPPED = "skipped"
     """The subject cannot run here (for example asgiref lacks the API it uses)."""
+    DISCONNECTED = "disconnected"
+    """The server ended one of pooldoctor's connections mid-run (terminated, shut down or
+    restarted): what was measured after that says nothing about the subject."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -13,10 +13,10 @@ import importlib
 import importlib.util
 import os
 import pkgutil
+import re
 import sys
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
 from pooldoctor.core import readonly
 from pooldoctor.errors import DatabaseError, ProjectError, UsageError
@@ -73,7 +73,7 @@ def import_settings(module: str) -> None:
     if found is None:
         raise ProjectError(
             f"settings module {module!r} not found{_suggest_module(module)}",
-            f"searched the project directory and --pythonpath: {', '.join(sys.path[:3])}",
+            f"searched the project directory and --pythonpath: {', '.join(project_dirs())}",
         )
     try:
         importlib.import_module(module)
@@ -84,6 +84,25 @@ def import_settings(module: str) -> None:
         ) from exc
 
 
+def project_dirs() -> list[str]:
+    """The project's own entries of sys.path: those :func:`prepare_sys_path` (or ``python -m``,
+    or PYTHONPATH) put before the interpreter's, without the directory of the script that
+    started us (a virtualenv's ``bin``), zip files, the standard library or site-packages."""
+    script = os.path.dirname(os.path.abspath(sys.argv[0])) if sys.argv and sys.argv[0] else None
+    prefixes = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    found: list[str] = []
+    for entry in sys.path:
+        path = os.path.abspath(entry or os.curdir)
+        if path == script or not os.path.exists(path):
+            continue
+        inside = any(os.path.commonpath([path, p]) == p for p in prefixes if p)
+        if inside or not os.path.isdir(path) or "site-packages" in path.split(os.sep):
+            break  # the interpreter's own paths start here; the project's come first
+        if path not in found:
+            found.append(path)
+    return found or [os.getcwd()]
+
+
 def _suggest_module(module: str) -> str:
     parent, _, _ = module.rpartition(".")
     try:
@@ -92,7 +111,7 @@ def _suggest_module(module: str) -> str:
             locations = list(spec.submodule_search_locations or []) if spec else []
             names = [f"{parent}.{m.name}" for m in pkgutil.iter_modules(locations)]
         else:
-            names = [m.name for m in pkgutil.iter_modules([os.getcwd()])]
+            names = [m.name for m in pkgutil.iter_modules(project_dirs())]
     except (ImportError, ValueError):
         return ""
     close = difflib.get_close_matches(module, names, n=1)
@@ -143,33 +162,86 @@ def apply_overrides(entry: dict[str, Any], spec: ProjectSpec, application_name: 
 
 
 def parse_database_url(url: str) -> dict[str, Any]:
-    """``postgresql://user:pass@host:port/name?opt=val`` as Django settings keys."""
-    parts = urlsplit(url)
-    if parts.scheme not in ("postgres", "postgresql"):
-        raise UsageError(
-            f"--database {mask_url(url)!r} is not a postgresql:// URL",
-            "use postgresql://USER:PASSWORD@HOST:PORT/NAME or --database embedded",
-        )
-    query = dict(parse_qsl(parts.query))
-    host = query.pop("host", None) or (unquote(parts.hostname) if parts.hostname else "")
+    """``postgresql://user:pass@host:port/name?opt=val`` as Django settings keys, parsed by libpq
+    (as psycopg will read it), with the port checked: every way it can be wrong is one line."""
+    shown = mask_url(url)
+    if url.partition("://")[0] not in ("postgres", "postgresql"):
+        raise UsageError(f"--database {shown!r} is not a postgresql:// URL", DATABASE_URL_TIP)
+    from psycopg import Error
+    from psycopg.conninfo import conninfo_to_dict
+
+    try:
+        params = conninfo_to_dict(url)
+    except Error as exc:
+        # libpq's own words, which quote the URL (or the token it stopped at, the password's
+        # too): never the password, and the URL not twice.
+        reason = " ".join(str(exc).replace(url, shown).split())
+        for quoted in (f' in URI: "{shown}"', f': "{shown}"'):
+            reason = reason.replace(quoted, "")
+        for secret in _passwords(url):
+            reason = reason.replace(secret, "***")
+        raise UsageError(f"--database {shown!r} is malformed: {reason}", DATABASE_URL_TIP) from exc
+    for port in str(params.get("port", "")).split(","):
+        if port and not (port.isdigit() and 1 <= int(port) <= 65535):
+            raise UsageError(
+                f"--database {shown!r}: port {port!r} is not a number from 1 to 65535",
+                DATABASE_URL_TIP,
+            )
     result: dict[str, Any] = {
-        "NAME": unquote(parts.path.lstrip("/")) or "postgres",
-        "USER": unquote(parts.username) if parts.username else "",
-        "PASSWORD": unquote(parts.password) if parts.password else "",
-        "HOST": host,
-        "PORT": str(parts.port) if parts.port else "",
+        "NAME": params.pop("dbname", "") or "postgres",
+        "USER": params.pop("user", ""),
+        "PASSWORD": params.pop("password", ""),
+        "HOST": params.pop("host", ""),
+        "PORT": str(params.pop("port", "")),
     }
-    if query:
-        result["OPTIONS"] = query
+    if params:
+        result["OPTIONS"] = params
     return result
 
 
+DATABASE_URL_TIP = (
+    "use postgresql://USER:PASSWORD@HOST:PORT/NAME, an IPv6 HOST in [brackets], or --database "
+    "embedded"
+)
+
+
+# libpq also takes the password as a query parameter.
+_QUERY_PASSWORD = re.compile(r"([?&]password=)([^&#;]*)")
+
+
 def mask_url(url: str) -> str:
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return parts._replace(netloc=netloc).geturl()
-    return url
+    """The URL with each password replaced by ``***``, however malformed the rest is (``;``
+    separates the URLs of a failover list, as kombu reads a broker URL)."""
+    masked = ";".join(_mask_one(part) for part in url.split(";"))
+    return _QUERY_PASSWORD.sub(r"\1***", masked)
+
+
+def _mask_one(url: str) -> str:
+    span = _password_span(url)
+    return url if span is None else f"{url[: span[0]]}***{url[span[1] :]}"
+
+
+def _passwords(url: str) -> list[str]:
+    """Every password in the URL, as written there."""
+    spans = [_password_span(part) for part in url.split(";")]
+    found = [part[s[0] : s[1]] for part, s in zip(url.split(";"), spans, strict=True) if s]
+    return [p for p in found + [m[1] for m in _QUERY_PASSWORD.findall(url)] if p]
+
+
+def _password_span(url: str) -> tuple[int, int] | None:
+    """Where a URL's password is, read as urlsplit reads it (which raises on a malformed host):
+    the authority ends at the first / ? or #, the user information at its last @, the user name
+    at the first :. None without a password."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return None
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    at = rest.rfind("@", 0, end)
+    colon = rest.find(":", 0, at) if at >= 0 else -1
+    if colon < 0 or colon + 1 == at:
+        return None
+    start = len(scheme) + len(sep)
+    return start + colon + 1, start + at
 
 
 def describe_target(entry: Mapping[str, Any]) -> str:

@@ -7,7 +7,9 @@ Nothing here knows which mode or wrapper produced the census; no Django is neede
 - ``pinned``: connections stay checked out between tasks, held by threads that outlive the tasks,
   without growth.
 - ``clean``: nothing held between tasks, nothing lost.
-- ``error``: the subject could not be measured to the end (it hung or crashed) and lost nothing.
+- ``error``: the subject could not be measured to the end (it hung or crashed) and lost nothing;
+  or the server ended pooldoctor's connections mid-run (terminated, shut down, restarted), after
+  which nothing measured says anything about the subject, losses included.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 
 from pooldoctor.core.model import (
     Evidence,
@@ -35,6 +38,12 @@ def judge(run: SubjectRun) -> SubjectResult:
         return subject_result(run, Verdict.SKIPPED, f"skipped: {run.stop_detail}")
     if not census:
         return subject_result(run, Verdict.ERROR, f"could not run: {run.stop_detail}")
+    ended = server_ended(run)
+    if ended:
+        # Before any loss or hold is judged: a connection the server ended cannot be given back,
+        # so no leak site is named either (the census stays, as evidence).
+        met = tuple(symptoms_of(run))
+        return subject_result(replace(run, leak_sites=()), Verdict.ERROR, ended, symptoms=met)
 
     last = census[-1]
     between = completed(run)
@@ -94,6 +103,31 @@ def judge(run: SubjectRun) -> SubjectResult:
         tasks_until_exhaustion=exhaustion,
         symptoms=tuple(symptoms),
     )
+
+
+# SQLSTATEs of a session the server (or the network) ended: class 08, connection exception, and
+# admin_shutdown (pg_terminate_backend, a fast shutdown), crash_shutdown, cannot_connect_now.
+CONNECTION_ENDED = ("57P01", "57P02", "57P03")
+
+
+def connection_ended(sqlstate: str | None) -> bool:
+    """Whether a SQLSTATE says the session is gone (whatever language the server speaks)."""
+    return bool(sqlstate) and (str(sqlstate).startswith("08") or sqlstate in CONNECTION_ENDED)
+
+
+def server_ended(run: SubjectRun) -> str | None:
+    """Why nothing can be concluded when the server ended pooldoctor's connections mid-run: the
+    subject process stopped on it (``disconnected``, the detail says where), or a task failed with
+    a SQLSTATE that says so. None otherwise."""
+    if run.stop is StopReason.DISCONNECTED:
+        how = run.stop_detail or "connection lost"
+    else:
+        task = next((c for c in run.census if connection_ended(c.sqlstate)), None)
+        if task is None:
+            return None
+        message = (task.error or "").partition(": ")[2] or task.error or ""
+        how = f"{task.sqlstate} {' '.join(message.split())}, in task {task.index + 1}"
+    return f"the server ended pooldoctor's connections mid-run ({how}): nothing can be concluded"
 
 
 def unawaited(run: SubjectRun) -> str | None:

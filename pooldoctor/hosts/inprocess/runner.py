@@ -25,9 +25,9 @@ import traceback
 from collections.abc import Callable
 from typing import IO, Any
 
-from pooldoctor.core import census, project, readonly
+from pooldoctor.core import census, lifeline, project, readonly, verdict
 from pooldoctor.core.fixes.load import load_patched
-from pooldoctor.core.model import StopReason, TaskCensus, to_dict
+from pooldoctor.core.model import ServerView, StopReason, TaskCensus, to_dict
 from pooldoctor.core.probes import get_mode
 from pooldoctor.core.probes.task import (
     TASK,
@@ -74,6 +74,8 @@ class Subject:
         self.alias = self.project.alias
         self.ledger = census.Ledger(self.alias, tracking=spec.get("tracking", True))
         self.observer: census.ServerObserver | None = None
+        self.ended: str | None = None
+        """How the server ended one of this process's connections (the subject stops then)."""
         self.run_task: Callable[[str], Any] | None = None
         self.celery_task = False
         """Whether the Celery host runs the task (the report's ``evidence.celery_task``)."""
@@ -149,8 +151,32 @@ class Subject:
             lost=lost,
             held=held,
             connections=tuple(rows),
-            server=self.observer.view() if self.observer else None,
+            server=self.server_view(index),
         )
+
+    def server_view(self, index: int) -> ServerView | None:
+        """The server's view from the observer's own connection, or None once the server ended
+        that connection (then :attr:`ended` says how, and the subject stops)."""
+        if self.observer is None or self.ended:
+            return None
+        import psycopg
+
+        try:
+            return self.observer.view()
+        except psycopg.OperationalError as exc:  # its one fixed query: the connection is gone
+            self.ended = f"{_describe(exc)}, on the census's own connection after task {index + 1}"
+            return None
+
+    def ended_in(self, task: str, outcome: BaseException | None, sqlstate: str | None) -> None:
+        """Record how the server ended the task's connection, if that is why it failed (rather
+        than what the observer's connection met after it): a SQLSTATE that says so, or (libpq
+        lost it without one) a connection of the subject's that psycopg finds broken."""
+        if outcome is None:
+            return
+        if verdict.connection_ended(sqlstate):
+            self.ended = f"{sqlstate} {_describe(outcome, sqlstate=False)}, in {task}"
+        elif self.ledger.broken():
+            self.ended = f"connection lost: {_describe(outcome, sqlstate=False)}, in {task}"
 
     def send_forensics(self, channel: Channel) -> None:
         """Where the connections lost or held so far were checked out (sent right after a census,
@@ -173,6 +199,13 @@ class Subject:
             pool.close(timeout=1.0)
         if self.observer is not None:
             self.observer.close()
+
+
+def _describe(error: BaseException, *, sqlstate: bool = True) -> str:
+    """An error's first line, after its SQLSTATE when it has one."""
+    text = next((line.strip() for line in str(error).splitlines() if line.strip()), "")
+    state = getattr(error, "sqlstate", None) if sqlstate else None
+    return f"{state} {text}" if state else text or type(error).__name__
 
 
 class Watchdog(threading.Thread):
@@ -240,6 +273,7 @@ def _exit(subject: Subject) -> None:
 
 
 def main() -> None:
+    lifeline.arm()  # ends this process (and what it forked) when pooldoctor ends, kill -9 too
     spec = json.loads(sys.stdin.read())
     # The protocol owns the real stdout; the project's prints go to stderr.
     channel = Channel(os.fdopen(os.dup(1), "w"))
@@ -276,6 +310,11 @@ def main() -> None:
         watchdog.task_finished()
         snapshot = subject.take_census(index, kind, outcome, time.monotonic() - started)
         channel.send("task", census=to_dict(snapshot))
+        subject.ended_in(name, outcome, snapshot.sqlstate)
+        if subject.ended:  # what runs after that measures the outage, not the subject
+            subject.send_forensics(channel)
+            channel.send("stop", reason=StopReason.DISCONNECTED.value, detail=subject.ended)
+            _exit(subject)
     subject.send_forensics(channel)
     channel.send("stop", reason=StopReason.DONE.value, detail=None)
     _exit(subject)
