@@ -12,7 +12,9 @@ import dataclasses
 import re
 from collections.abc import Sequence
 
-from pooldoctor.scan.databases import read_databases
+from pooldoctor.scan import deployment, queries
+from pooldoctor.scan.databases import NOT_LITERAL, read_databases
+from pooldoctor.scan.deployment import Served
 from pooldoctor.scan.source import SourceFile
 from pooldoctor.scan.syntax import calls, dotted, last_name
 
@@ -24,12 +26,34 @@ _PIN = re.compile(
 )
 _LOCK = re.compile(r'(?m)^name\s*=\s*"celery"\s*\nversion\s*=\s*"(\d+)\.(\d+)(?:\.(\d+))?"')
 _UPPER = re.compile(r"(?im)^[ \t]*[\"']?celery(?:\[[^\]]*\])?[^\n#]*<\s*(\d+)\.(\d+)")
+# Modules that get_wsgi_application()/get_asgi_application() import before gunicorn forks with
+# --preload: the entry point, settings, and what django.setup() loads (each app's apps.py and
+# models, admin.py through admin's autodiscover) and load_middleware() imports. The URLconf and
+# the views are imported at the first request, in the worker, and are not among them.
+_APP_LOADED = re.compile(
+    r"(?:^|/)(?:wsgi|asgi|settings|apps|models|admin|middlewares?)\.py$"
+    r"|(?:^|/)(?:settings|models|middleware)/[^/]+\.py$"
+)
 
 
 @dataclasses.dataclass(frozen=True)
 class Location:
     file: str
     line: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Query:
+    """A database query that runs while a module is imported (or in ``AppConfig.ready()``)."""
+
+    file: str
+    line: int
+    text: str
+    """The query's source, shortened: ``Category.objects.get(slug='default')``."""
+
+    @property
+    def where(self) -> str:
+        return f"{self.file}:{self.line}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +69,60 @@ class Facts:
     gunicorn_fork_hook: bool = False
     """A gunicorn ``post_fork``/``post_worker_init`` hook closes connections or the pool."""
     uses_gunicorn: bool = False
+    fork_hook_calls: frozenset[str] = frozenset()
+    """What gunicorn ``post_fork``/``post_worker_init`` hooks call: ``close_pool``,
+    ``close_all``..."""
+    servers: tuple[Served, ...] = ()
+    """Where deployment files run a server (or list one as a dependency)."""
+    preloads: tuple[Location, ...] = ()
+    """gunicorn ``--preload`` or ``preload_app = True``."""
+    persistent: tuple[Location, ...] = ()
+    """``CONN_MAX_AGE`` set to a non-zero value, None, or something computed."""
+    app_import_queries: tuple[Query, ...] = ()
+    """Queries at import time in the modules a WSGI/ASGI app loads before gunicorn forks."""
+    url_imports: frozenset[str] = frozenset()
+    """Modules a URLconf (a module with ``urlpatterns``) imports: where its views live."""
+
+    def is_view_module(self, source: SourceFile) -> bool:
+        """``views.py``, a module under ``views/``, or one a URLconf imports."""
+        if re.search(r"(?:^|/)views(?:\.py$|/)", source.relative):
+            return True
+        name = source.module_name
+        return any(name == m or name.endswith(f".{m}") for m in self.url_imports)
+
+    @property
+    def asgi_server(self) -> Served | None:
+        """The evidence that the app is served over ASGI: a command that runs an ASGI server
+        when any command says how the app is served, else an ASGI server among the
+        dependencies."""
+        commands = [s for s in self.servers if s.command]
+        candidates = commands or list(self.servers)
+        return next((s for s in candidates if s.asgi), None)
+
+    @property
+    def shares_connections_after_fork(self) -> bool:
+        """A connection opened in gunicorn's master outlives the request cycle of a worker: a
+        pool, or persistent connections (with CONN_MAX_AGE=0 each worker closes its inherited
+        copy at its first request)."""
+        return self.has_pool or bool(self.persistent)
+
+    @property
+    def preload_shares_import_query(self) -> bool:
+        """gunicorn preloads an app whose loading runs a query, with connections that outlive it
+        and no fork hook that undoes them: PD315."""
+        return (
+            bool(self.preloads and self.app_import_queries)
+            and self.shares_connections_after_fork
+            and not self.preload_fixed_by_hook
+        )
+
+    @property
+    def preload_fixed_by_hook(self) -> bool:
+        """A post_fork hook undoes what the master opened: ``close_pool()`` with a pool (closing a
+        pooled connection only returns it to the inherited pool), any close without one."""
+        if self.has_pool:
+            return "close_pool" in self.fork_hook_calls
+        return bool(self.fork_hook_calls & {"close_pool", "close_all", "close"})
 
     @property
     def has_pool(self) -> bool:
@@ -58,6 +136,12 @@ class Facts:
 
 def gather(files: Sequence[SourceFile]) -> Facts:
     pools: list[Location] = []
+    persistent: list[Location] = []
+    servers: list[Served] = []
+    preloads: list[Location] = []
+    queries: list[Query] = []
+    hook_calls: set[str] = set()
+    url_imports: set[str] = set()
     uses_celery = uses_gunicorn = discards = fork_hook = False
     version: tuple[int, int] | None = None
     version_at: Location | None = None
@@ -69,9 +153,24 @@ def gather(files: Sequence[SourceFile]) -> Facts:
                 version, line = found
                 version_at = Location(source.relative, line)
             uses_gunicorn = uses_gunicorn or "gunicorn" in text
+            servers += deployment.servers_in_text(source.path.name, source.relative, source.lines)
+            if "gunicorn" in text.lower() and "preload" in text:
+                where = deployment.preloads_in_text(source.lines)
+                preloads += [Location(source.relative, line) for line, _ in where]
             continue
         if "gunicorn" in text or source.relative.endswith("gunicorn.conf.py"):
             uses_gunicorn = True
+        if ("objects" in text or "connection" in text) and _APP_LOADED.search(source.relative):
+            queries += _import_queries(source)
+        if any(word in text for word in ("worker_class", "uvicorn", "hypercorn")) and source.tree:
+            servers += deployment.servers_in_python(source.relative, source.tree)
+        if "preload_app" in text and source.tree is not None:
+            where = deployment.preloads_in_python(source.tree)
+            preloads += [Location(source.relative, line) for line, _ in where]
+        if "urlpatterns" in text and source.tree is not None:
+            url_imports |= _imported_modules(source.module_name, source.tree)
+        if "CONN_MAX_AGE" in text or "conn_max_age" in text:
+            persistent += _persistent(source)
         if not any(word in text for word in ("celery", "DATABASES", "pool", "post_")):
             continue  # "post_": a gunicorn post_fork hook may only call connections.close_all()
         tree = source.tree
@@ -83,6 +182,7 @@ def gather(files: Sequence[SourceFile]) -> Facts:
             pools += [Location(source.relative, s.line) for s in read_databases(tree).pools]
         discards = discards or _handler_calls(tree, {"worker_process_init"}, {"close_pool"})
         fork_hook = fork_hook or _gunicorn_hook(tree)
+        hook_calls |= _gunicorn_hook_calls(tree)
     return Facts(
         pools=tuple(pools),
         uses_celery=uses_celery,
@@ -91,6 +191,12 @@ def gather(files: Sequence[SourceFile]) -> Facts:
         discards_pool_in_child=discards,
         gunicorn_fork_hook=fork_hook,
         uses_gunicorn=uses_gunicorn,
+        fork_hook_calls=frozenset(hook_calls),
+        servers=tuple(servers),
+        preloads=tuple(preloads),
+        persistent=tuple(persistent),
+        app_import_queries=tuple(queries),
+        url_imports=frozenset(url_imports),
     )
 
 
@@ -144,3 +250,58 @@ def _gunicorn_hook(tree: ast.Module) -> bool:
             if names & {"close_pool", "close_all", "close_old_connections", "close"}:
                 return True
     return False
+
+
+def _gunicorn_hook_calls(tree: ast.Module) -> set[str]:
+    found: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name in {"post_fork", "post_worker_init"}:
+            found |= {last_name(c.func) for c in calls(node)}
+    return found
+
+
+def _persistent(source: SourceFile) -> list[Location]:
+    if source.tree is None:
+        return []
+    return [
+        Location(source.relative, age.line)
+        for age in read_databases(source.tree).conn_max_age
+        if age.value is NOT_LITERAL or age.value is None or age.value != 0
+    ]
+
+
+def _import_queries(source: SourceFile) -> list[Query]:
+    tree = source.tree
+    if tree is None or ("objects" not in source.text and "connection" not in source.text):
+        return []
+    if queries.calls_django_setup(tree):
+        return []
+    bodies = [tree.body] + [r.body for r in queries.ready_methods(tree)]
+    found: dict[int, Query] = {}
+    for body in bodies:
+        for node in queries.executed(body):
+            query = queries.query(node)
+            if query is not None and query.lineno not in found:
+                text = queries.shorten(query)
+                found[query.lineno] = Query(source.relative, query.lineno, text)
+    return [found[line] for line in sorted(found)]
+
+
+def _imported_modules(module: str, tree: ast.Module) -> set[str]:
+    """Dotted names of the modules ``tree`` imports, relative imports resolved against
+    ``module``; for ``from a import b`` both ``a`` and ``a.b`` (``b`` may be a submodule)."""
+    package = module.rsplit(".", 1)[0] if "." in module else ""
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".") if package else []
+                parts = parts[: len(parts) - (node.level - 1)] if node.level > 1 else parts
+                base = ".".join(p for p in [*parts, base] if p)
+            if base:
+                found.add(base)
+            found |= {f"{base}.{a.name}" if base else a.name for a in node.names}
+    return found

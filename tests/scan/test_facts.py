@@ -217,3 +217,45 @@ def test_gunicorn_from_a_procfile(tmp_path: Path) -> None:
 
 def test_nothing(tmp_path: Path) -> None:
     assert _facts(tmp_path, {"app.py": "print('hello')\n"}) == Facts()
+
+
+def test_servers_preloads_and_persistent_connections(tmp_path: Path) -> None:
+    facts = _facts(
+        tmp_path,
+        {
+            "requirements.txt": "django==6.1\nuvicorn==0.30.6\n",
+            "Procfile": "web: gunicorn mysite.asgi -k uvicorn.workers.UvicornWorker --preload\n",
+            "mysite/settings.py": 'DATABASES = {"default": {"CONN_MAX_AGE": None}}\n',
+        },
+    )
+
+    assert [(s.where, s.server, s.asgi, s.command) for s in facts.servers] == [
+        ("Procfile:1", "gunicorn -k uvicorn.workers.UvicornWorker", True, True),
+        ("requirements.txt:2", "uvicorn", True, False),
+    ]
+    assert facts.asgi_server == facts.servers[0]
+    assert facts.preloads == (Location("Procfile", 1),)
+    assert facts.persistent == (Location("mysite/settings.py", 1),)
+    assert facts.shares_connections_after_fork
+
+
+def test_url_imports_resolve_relative_imports(tmp_path: Path) -> None:
+    urls = "from . import views\nfrom .api import orders\nimport billing.hooks\nurlpatterns = []\n"
+    facts = _facts(tmp_path, {"shop/urls.py": urls})
+
+    assert {"shop.views", "shop.api", "shop.api.orders", "billing.hooks"} <= facts.url_imports
+
+
+def test_queries_in_modules_loaded_before_fork(tmp_path: Path) -> None:
+    facts = _facts(
+        tmp_path,
+        {
+            "mysite/wsgi.py": "application = get_wsgi_application()\nX = Book.objects.count()\n",
+            "shop/views.py": "Y = Book.objects.count()\n",
+            "shop/urls.py": "Z = Book.objects.count()\n",
+        },
+    )
+
+    assert [(q.where, q.text) for q in facts.app_import_queries] == [
+        ("mysite/wsgi.py:2", "Book.objects.count()")
+    ]

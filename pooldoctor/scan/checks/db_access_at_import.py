@@ -12,38 +12,24 @@ Querysets are lazy, so only what runs a query is flagged: ``.get()``/``.count()`
 iterating or ``list()``-ing a queryset, ``connection.cursor()``, ``connections[alias].cursor()``,
 ``connection.introspection``. Code in functions and class bodies is not flagged (it runs later, or
 defines a model or form), nor a module that calls ``django.setup()`` itself (a standalone script).
+
+A query in a module that a preloaded gunicorn app loads is PD315's (an error, on the
+``--preload`` line) when gunicorn is the only host that forks.
 """
 
 from __future__ import annotations
 
-import ast
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 
 from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.facts import Facts
+from pooldoctor.scan.queries import calls_django_setup, executed, query, ready_methods, shorten
 from pooldoctor.scan.source import SourceFile
-from pooldoctor.scan.syntax import dotted, last_name
 
 FIX = (
     "run the query where it is needed (in the function or task, cached if it must run once), "
     "or close what it opened right away: connection.close() and connection.close_pool()"
-)
-MANAGERS = frozenset({"objects", "_default_manager", "_base_manager"})
-# QuerySet/Manager methods that run a query (django/db/models/query.py); the rest are lazy.
-EVALUATING = frozenset(
-    {
-        "get", "first", "last", "count", "exists", "contains", "create", "get_or_create",
-        "update_or_create", "bulk_create", "bulk_update", "update", "delete", "aggregate",
-        "in_bulk", "earliest", "latest", "iterator", "explain", "get_current",
-    }
-)  # fmt: skip
-# Builtins that iterate their argument, and so evaluate a queryset passed to them.
-ITERATING = frozenset(
-    {"list", "tuple", "set", "frozenset", "dict", "len", "bool", "sorted", "sum", "min", "max"}
-)
-CONNECTION_USES = frozenset(
-    {"cursor", "chunked_cursor", "ensure_connection", "connect", "introspection", "schema_editor"}
 )
 
 
@@ -53,121 +39,23 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
         return
     if "objects" not in source.text and "connection" not in source.text:
         return
-    if _calls_django_setup(source.tree):
+    if calls_django_setup(source.tree):
         return
-    places = [(_executed(source.tree.body), "at import time")]
-    places += [(_executed(r.body), "in AppConfig.ready()") for r in _ready_methods(source.tree)]
+    # PD315 names these queries, on the --preload line, when gunicorn is the only forking host.
+    covered = set()
+    if facts.preload_shares_import_query and not facts.uses_celery:
+        covered = {q.line for q in facts.app_import_queries if q.file == source.relative}
+    places = [(executed(source.tree.body), "at import time")]
+    places += [(executed(r.body), "in AppConfig.ready()") for r in ready_methods(source.tree)]
     for nodes, where in places:
         lines: set[int] = set()
         for node in nodes:
-            query = _query(node)
-            if query is not None and query.lineno not in lines:
-                lines.add(query.lineno)
+            found = query(node)
+            if found is not None and found.lineno not in lines | covered:
+                lines.add(found.lineno)
                 yield Hit(
-                    query.lineno,
-                    query.col_offset + 1,
-                    f"database query {where} ({_shorten(query)}): it opens the connection and "
+                    found.lineno,
+                    found.col_offset + 1,
+                    f"database query {where} ({shorten(found)}): it opens the connection and "
                     "the pool in the parent process, and every forked worker inherits them",
                 )
-
-
-def _executed(body: Iterable[ast.stmt]) -> Iterator[ast.AST]:
-    """The nodes of ``body`` that run when it runs: not the bodies of functions, lambdas and
-    classes defined in it, nor an ``if __name__ == "__main__":`` block."""
-    stack: list[ast.AST] = list(body)
-    while stack:
-        node = stack.pop()
-        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef | ast.Lambda):
-            continue
-        if isinstance(node, ast.If) and _is_main_guard(node.test):
-            stack.extend(node.orelse)
-            continue
-        yield node
-        stack.extend(ast.iter_child_nodes(node))
-
-
-def _ready_methods(tree: ast.Module) -> Iterator[ast.FunctionDef]:
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ClassDef) and any(
-            last_name(base) == "AppConfig" for base in node.bases
-        ):
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and item.name == "ready":
-                    yield item
-
-
-def _query(node: ast.AST) -> ast.expr | None:
-    """The expression in ``node`` that runs a query, if ``node`` is one that does."""
-    if isinstance(node, ast.Call):
-        names = _chain(node.func)
-        if _manager_at(names) is not None and names[-1] in EVALUATING:
-            return node
-        if _uses_connection(names):
-            return node
-        if isinstance(node.func, ast.Name) and node.func.id in ITERATING and node.args:
-            return node if _is_queryset(node.args[0]) else None
-    if isinstance(node, ast.For | ast.comprehension) and _is_queryset(node.iter):
-        return node.iter
-    if (
-        isinstance(node, ast.Subscript)
-        and not isinstance(node.slice, ast.Slice)
-        and _is_queryset(node.value)
-    ):
-        return node  # Book.objects.all()[0]
-    return None
-
-
-def _chain(node: ast.AST) -> list[str]:
-    """Names along an attribute chain, base first, looking through calls and subscripts:
-    ``connections["x"].cursor`` → ``["connections", "cursor"]``."""
-    names: list[str] = []
-    while True:
-        if isinstance(node, ast.Attribute):
-            names.append(node.attr)
-            node = node.value
-        elif isinstance(node, ast.Call):
-            node = node.func
-        elif isinstance(node, ast.Subscript):
-            node = node.value
-        else:
-            break
-    if isinstance(node, ast.Name):
-        names.append(node.id)
-    names.reverse()
-    return names
-
-
-def _manager_at(names: list[str]) -> int | None:
-    """Where ``objects`` sits in a chain like ``Book.objects.filter``, if it does (not first)."""
-    return next((i for i, name in enumerate(names) if i and name in MANAGERS), None)
-
-
-def _is_queryset(node: ast.AST) -> bool:
-    return isinstance(node, ast.Call | ast.Attribute) and _manager_at(_chain(node)) is not None
-
-
-def _uses_connection(names: list[str]) -> bool:
-    for i, name in enumerate(names):
-        if name in {"connection", "connections"}:
-            return any(later in CONNECTION_USES for later in names[i + 1 :])
-    return False
-
-
-def _is_main_guard(test: ast.expr) -> bool:
-    return (
-        isinstance(test, ast.Compare)
-        and dotted(test.left) == "__name__"
-        and any(isinstance(c, ast.Constant) and c.value == "__main__" for c in test.comparators)
-    )
-
-
-def _calls_django_setup(tree: ast.Module) -> bool:
-    return any(
-        isinstance(node, ast.Call) and dotted(node.func) == "django.setup"
-        for node in _executed(tree.body)
-    )
-
-
-def _shorten(node: ast.AST) -> str:
-    text = " ".join(ast.unparse(node).split())
-    return text if len(text) <= 60 else text[:57] + "..."

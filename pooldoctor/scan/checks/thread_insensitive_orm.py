@@ -6,7 +6,8 @@ threads opens its own Django connection (``ConnectionHandler`` uses
 ``Local(thread_critical=True)``), and ``asyncio.run`` shuts the executor down at the end of every
 task without anything closing them (asyncio ``BaseEventLoop.shutdown_default_executor``): with a
 pool, the connections are garbage-collected while checked out, up to one slot per executor thread
-per task.
+per task. In views (``views.py``, ``views/``, modules a URLconf imports) the same calls are
+PD307's.
 """
 
 from __future__ import annotations
@@ -37,6 +38,21 @@ HINT = "; confirm with: pooldoctor check --modes thread-insensitive"
 
 @register(__name__, "PD305", Severity.ERROR, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
+    if "thread_sensitive" not in source.text or facts.is_view_module(source):
+        return  # PD307's: on the request path the threads live on and hold their connections
+    for call, what in thread_insensitive_orm_calls(source):
+        yield Hit(
+            call.lineno,
+            call.col_offset + 1,
+            f"sync_to_async(thread_sensitive=False) runs {what} on the event loop's default "
+            "executor: each of its threads opens its own connection, and asyncio.run shuts "
+            "the threads down without closing them" + HINT,
+        )
+
+
+def thread_insensitive_orm_calls(source: SourceFile) -> Iterator[tuple[ast.Call, str]]:
+    """Each ``sync_to_async(..., thread_sensitive=False)`` call that runs ORM code, with how to
+    name that code in a message."""
     if "thread_sensitive" not in source.text or "sync_to_async" not in source.text:
         return
     tree = source.tree
@@ -62,15 +78,8 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
             what = _orm_target(applied[call].args[0], functions)
         else:
             what = None
-        if what is None:
-            continue
-        yield Hit(
-            call.lineno,
-            call.col_offset + 1,
-            f"sync_to_async(thread_sensitive=False) runs {what} on the event loop's default "
-            "executor: each of its threads opens its own connection, and asyncio.run shuts "
-            "the threads down without closing them" + HINT,
-        )
+        if what is not None:
+            yield call, what
 
 
 def _orm_target(node: ast.expr, functions: dict[str, FunctionNode]) -> str | None:
