@@ -14,6 +14,16 @@ of them
   executor after ``asyncio.run``): pinned. The test's own thread is left out, pytest-django's test
   transaction lives there.
 
+Requests count like any other checkout. While Django's test ``Client`` or ``AsyncClient``, or an
+in-process ``ASGIHandler`` (``httpx.ASGITransport``, ``ApplicationCommunicator``), handles a
+request in the test, its checkouts are labelled with the request's method and path (``GET
+/prices/``), streamed responses included: a request whose view left a connection with a thread
+that ended (a ``sync_to_async(thread_sensitive=False)`` call, the per-request thread of the ASGI
+handler with ``CONN_MAX_AGE`` but no pool) or with a live thread other than the test's (asgiref's
+executors under ``AsyncClient``) fails the test, and the failure names the request and the view's
+line. ``Client`` runs the view in the test's own thread, inside pytest-django's transaction,
+which is left out as above.
+
 Only the call counts, not fixtures' setup and teardown. A test that checked nothing out is passed
 without a look, and the garbage collector is run only for a test that fails, so a clean test costs
 next to nothing. ``@pytest.mark.pooldoctor(...)`` adjusts the check per test, and the
@@ -24,9 +34,10 @@ next to nothing. ``@pytest.mark.pooldoctor(...)`` adjusts the check per test, an
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
-from collections.abc import Generator, Mapping
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
 from typing import TYPE_CHECKING, Any, cast
 
 import pytest
@@ -51,6 +62,22 @@ _TRANSACTION = {
 
 
 @dataclasses.dataclass(frozen=True)
+class RequestLeak:
+    """One request the test made through Django's handlers, and what its checkouts left."""
+
+    request: str
+    """Method and path: ``GET /prices/``."""
+    lost: int
+    pinned: int
+
+    def __str__(self) -> str:
+        counts = [
+            f"{count} {kind}" for count, kind in ((self.lost, "lost"), (self.pinned, "pinned"))
+        ]
+        return f"{self.request} ({', '.join(c for c in counts if not c.startswith('0 '))})"
+
+
+@dataclasses.dataclass(frozen=True)
 class AliasCensus:
     """One database alias as the current test has left it so far: what pooldoctor checks after
     the test, and what ``pooldoctor_census.take()`` returns while it runs."""
@@ -66,6 +93,8 @@ class AliasCensus:
     """psycopg_pool's own accounting (None before the pool's first connection)."""
     lost_in_session: int
     """Connections lost since pooldoctor started watching, by any test."""
+    requests: tuple[RequestLeak, ...] = ()
+    """The requests (test ``Client``, ``AsyncClient``, ASGI handler) among the sites' checkouts."""
 
     @property
     def lost(self) -> int:
@@ -83,16 +112,22 @@ class AliasCensus:
 
     def headline(self) -> str:
         slots = "pool slot" if self.pooled else "open connection"
-        return (
+        text = (
             f"this test lost {_plural(self.lost, slots)} of {self.alias!r} and left "
             f"{_plural(self.pinned, 'connection')} checked out in other threads"
         )
+        if self.requests:
+            text += f", during {', '.join(leak.request for leak in self.requests)}"
+        return text
 
     def describe(self) -> list[str]:
         """The leak sites, the threads holding connections and the pool: the failure's body."""
         from pooldoctor.reporters.sites import site_lines
 
         lines = [line for site in self.sites for line in site_lines(site)]
+        if self.requests:
+            requests = ", ".join(map(str, self.requests))
+            lines.append(f"requests that left connections of {self.alias!r} behind: {requests}")
         held = ", ".join(_held(row) for row in self.held) or "none"
         lines.append(f"threads holding connections of {self.alias!r}: {held}")
         if self.pool is not None:
@@ -187,6 +222,12 @@ class Doctor:
         self._ledgers: dict[str, Ledger] | None = None
         self._pooled: dict[str, bool] = {}
         self._unavailable: str | None = None
+        self._current: str | None = None
+        """The node id of the test whose call is running."""
+        self._requests: dict[str, dict[str, str]] = {}
+        """Per test running now: the label of each request it made -> ``GET /path``."""
+        self._patched: list[tuple[type, str, Any]] = []
+        """(class, attribute, original) of the request handlers that label checkouts."""
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -210,16 +251,25 @@ class Doctor:
         ledgers = self.ledgers_for(plan)
         before = sum(ledger.checkouts for ledger in ledgers.values())
         tokens = [(ledger, ledger.task_started(item.nodeid)) for ledger in ledgers.values()]
+        self._current = item.nodeid
         try:
             return (yield)
         finally:
+            self._current = None
+            requests = list(self._requests.get(item.nodeid, ()))
             for ledger, token in reversed(tokens):
                 ledger.task_finished(item.nodeid, token)
-            if plan.check:
-                self.checked += 1
-                # A test that checked nothing out cannot have leaked: not even a look.
-                if sum(ledger.checkouts for ledger in ledgers.values()) > before:
-                    item.stash[_FOUND] = self._examine(item.nodeid, ledgers, plan)
+                # A request's connections are judged at the end of the test, as the test's own.
+                for label in requests:
+                    ledger.task_finished(label)
+            try:
+                if plan.check:
+                    self.checked += 1
+                    # A test that checked nothing out cannot have leaked: not even a look.
+                    if sum(ledger.checkouts for ledger in ledgers.values()) > before:
+                        item.stash[_FOUND] = self._examine(item.nodeid, ledgers, plan)
+            finally:
+                self._requests.pop(item.nodeid, None)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(
@@ -262,6 +312,9 @@ class Doctor:
     def pytest_unconfigure(self) -> None:
         for ledger in (self._ledgers or {}).values():
             ledger.uninstall()
+        for owner, name, original in reversed(self._patched):
+            setattr(owner, name, original)
+        self._patched.clear()
 
     # -- measuring -------------------------------------------------------------------------------
 
@@ -277,18 +330,46 @@ class Doctor:
         if collect:
             census.collect_garbage()
         pool = census.django_pool(alias)
-        sites = ledger.leak_sites(
-            pool, self.cwd, task=nodeid, ignore_held_by=threading.current_thread()
-        )
+        sites: list[LeakSite] = []
+        requests: list[RequestLeak] = []
+        # The test's own label, then each of its requests' (a request's checkouts carry its own)
+        labels = [(nodeid, None), *list(self._requests.get(nodeid, {}).items())]
+        for label, request in labels:
+            found = ledger.leak_sites(
+                pool, self.cwd, task=label, ignore_held_by=threading.current_thread()
+            )
+            sites.extend(found)
+            if request is not None and found:
+                requests.append(
+                    RequestLeak(
+                        request,
+                        lost=sum(s.count for s in found if s.kind is LeakKind.LOST),
+                        pinned=sum(s.count for s in found if s.kind is LeakKind.PINNED),
+                    )
+                )
+        # in the order a single call would give: kind, most connections first, then place
+        sites.sort(key=lambda s: (s.kind.value, -s.count, s.file or "", s.line or 0))
         rows, lost, _ = ledger.snapshot(pool)
         return AliasCensus(
             alias=alias,
             pooled=self._pooled[alias],
-            sites=sites,
+            sites=tuple(sites),
             held=tuple(row for row in rows if row.held),
             pool=census.pool_stats(pool),
             lost_in_session=lost,
+            requests=tuple(requests),
         )
+
+    def request_label(self, method: str, path: str) -> str | None:
+        """The label for the checkouts of a request the running test makes (None between
+        tests' calls: fixtures are not judged)."""
+        nodeid = self._current
+        if nodeid is None:
+            return None
+        request = f"{method} {path}"
+        label = f"{nodeid} during {request}"
+        self._requests.setdefault(nodeid, {})[label] = request
+        return label
 
     def plan_for(self, item: pytest.Item) -> Plan | None:
         """What to do for ``item``; None when it is neither checked nor measured."""
@@ -358,6 +439,7 @@ class Doctor:
             ledgers[alias] = Ledger(alias, unit="test")
             ledgers[alias].install()
             self._pooled[alias] = bool(settings.DATABASES[alias].get("OPTIONS", {}).get("pool"))
+        self._patched = _label_requests(self)
         return ledgers
 
     def _examine(self, nodeid: str, ledgers: Mapping[str, Ledger], plan: Plan) -> list[AliasCensus]:
@@ -408,6 +490,134 @@ def _held(row: ThreadConnection) -> str:
 
 def _plural(count: int, noun: str) -> str:
     return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+# -- requests ------------------------------------------------------------------------------------
+
+
+def _label_requests(doctor: Doctor) -> list[tuple[type, str, Any]]:
+    """Make the handlers that run a test's requests in-process label their checkouts with the
+    request (:meth:`Doctor.request_label`); returns what to restore.
+
+    The label is a context variable (the ledger's ``CURRENT_TASK``), set around the handler's call
+    rather than by receivers of ``request_started`` and ``request_finished``: the call's context is
+    the one asgiref copies into the threads the view's ORM runs on, as it does the test's own
+    label, and a streamed response, read by the test after the call, is labelled chunk by chunk.
+    A thread started without the context (``live_server``'s) keeps the test's label."""
+    from django.core.handlers.asgi import ASGIHandler
+    from django.test.client import AsyncClientHandler, ClientHandler
+
+    from pooldoctor.core.census import CURRENT_TASK
+
+    client_call = ClientHandler.__call__
+    async_client_call = AsyncClientHandler.__call__
+    asgi_call = ASGIHandler.__call__
+
+    def labelled_client_call(handler: Any, environ: dict[str, Any]) -> Any:
+        label = doctor.request_label(
+            environ.get("REQUEST_METHOD", ""), environ.get("PATH_INFO", "")
+        )
+        if label is None:
+            return client_call(handler, environ)
+        token = CURRENT_TASK.set(label)
+        try:
+            response = client_call(handler, environ)
+        finally:
+            CURRENT_TASK.reset(token)
+        return _label_streaming(response, label)
+
+    async def labelled_async_client_call(handler: Any, scope: dict[str, Any]) -> Any:
+        label = doctor.request_label(scope.get("method", ""), scope.get("path", ""))
+        if label is None:
+            return await async_client_call(handler, scope)
+        token = CURRENT_TASK.set(label)
+        try:
+            response = await async_client_call(handler, scope)
+        finally:
+            CURRENT_TASK.reset(token)
+        return _label_streaming(response, label)
+
+    async def labelled_asgi_call(
+        handler: Any, scope: dict[str, Any], receive: Any, send: Any
+    ) -> Any:
+        # The ASGI handler sends a streamed response itself, before it returns.
+        label = None
+        if scope.get("type") == "http":
+            label = doctor.request_label(scope.get("method", ""), scope.get("path", ""))
+        if label is None:
+            return await asgi_call(handler, scope, receive, send)
+        token = CURRENT_TASK.set(label)
+        try:
+            return await asgi_call(handler, scope, receive, send)
+        finally:
+            CURRENT_TASK.reset(token)
+
+    patched: list[tuple[type, str, Any]] = []
+    for owner, wrapper in (
+        (ClientHandler, labelled_client_call),
+        (AsyncClientHandler, labelled_async_client_call),
+        (ASGIHandler, labelled_asgi_call),
+    ):
+        original = owner.__dict__["__call__"]
+        functools.update_wrapper(wrapper, original)
+        patched.append((owner, "__call__", original))
+        setattr(owner, "__call__", wrapper)  # noqa: B010 - the attribute, not a call
+    return patched
+
+
+def _label_streaming(response: Any, label: str) -> Any:
+    """A streamed response's content is read after the handler returned: label its reads too."""
+    if not getattr(response, "streaming", False):
+        return response
+    content = response.streaming_content
+    if getattr(response, "is_async", False):
+        response.streaming_content = _LabelledAsyncIterator(content, label)
+    else:
+        response.streaming_content = _LabelledIterator(content, label)
+    return response
+
+
+class _LabelledIterator:
+    """The chunks of ``inner``, each read under ``label``. A class, not a generator: no ``close``
+    of its own to add to the response's closers (the client's wrapper closes the response)."""
+
+    def __init__(self, inner: Iterator[Any], label: str) -> None:
+        from pooldoctor.core.census import CURRENT_TASK
+
+        self._inner = inner
+        self._label = label
+        self._var = CURRENT_TASK
+
+    def __iter__(self) -> _LabelledIterator:
+        return self
+
+    def __next__(self) -> Any:
+        token = self._var.set(self._label)
+        try:
+            return next(self._inner)
+        finally:
+            self._var.reset(token)
+
+
+class _LabelledAsyncIterator:
+    """The chunks of an async ``inner``, each read under ``label``."""
+
+    def __init__(self, inner: AsyncIterator[Any], label: str) -> None:
+        from pooldoctor.core.census import CURRENT_TASK
+
+        self._inner = inner
+        self._label = label
+        self._var = CURRENT_TASK
+
+    def __aiter__(self) -> _LabelledAsyncIterator:
+        return self
+
+    async def __anext__(self) -> Any:
+        token = self._var.set(self._label)
+        try:
+            return await anext(self._inner)
+        finally:
+            self._var.reset(token)
 
 
 # -- entry points ----------------------------------------------------------------------------------
