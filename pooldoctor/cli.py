@@ -449,14 +449,15 @@ def _write_report(text: str, output: str | None) -> None:
 @click.option(
     "--app",
     metavar="MODULE:ATTR",
-    help="The project's Celery app (default: one built from the settings' CELERY_*).",
+    help="The project's Celery app (default: one built from the settings' CELERY_*); with "
+    "--server, its WSGI or ASGI application (default: the wsgi/asgi module next to the settings).",
 )
 @click.option(
     "--workers",
     type=click.IntRange(1, 32),
     default=4,
     show_default=True,
-    help="Worker concurrency (-c).",
+    help="Worker concurrency (-c); with --server, the server's worker processes.",
 )
 @click.option(
     "--pool",
@@ -495,6 +496,47 @@ def _write_report(text: str, output: str | None) -> None:
     help="Chaos: SIGKILL the worker child running task N.",
 )
 @click.option(
+    "--server",
+    type=click.Choice(["gunicorn", "uvicorn", "daphne"]),
+    help="Serve the project's WSGI/ASGI application (--app) with this real server on a loopback "
+    "port instead of running Celery workers, and send it real HTTP requests.",
+)
+@click.option(
+    "--preload",
+    is_flag=True,
+    help="With --server gunicorn: import the application in the master before the fork.",
+)
+@click.option(
+    "--worker-class",
+    type=click.Choice(["sync", "gthread", "uvicorn"]),
+    default="sync",
+    show_default=True,
+    help="With --server gunicorn: its worker class (uvicorn: uvicorn's ASGI worker).",
+)
+@click.option(
+    "--url",
+    "urls",
+    multiple=True,
+    metavar="PATH",
+    help="With --server: a URL path of the project's to measure under load (repeatable), "
+    "besides the built-in echo.",
+)
+@click.option(
+    "--requests",
+    "request_count",
+    type=click.IntRange(1, 100000),
+    default=120,
+    show_default=True,
+    help="With --server: requests per subject.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1, 256),
+    default=8,
+    show_default=True,
+    help="With --server: requests in flight at once.",
+)
+@click.option(
     "--no-tracking",
     is_flag=True,
     help="Do not record checkout call stacks: verdicts stay the same, leak sites are not named.",
@@ -515,6 +557,9 @@ def simulate(**kwargs: Any) -> int:
     settings = kwargs["settings"]
     if not settings:
         raise UsageError("no settings module", "pass --settings or set DJANGO_SETTINGS_MODULE")
+    if kwargs["server"]:
+        return _simulate_server(kwargs)
+    _refuse_server_options(kwargs)
     cwd = os.getcwd()
     paths = tuple(dict.fromkeys(kwargs["task_paths"]))
     call_args, call_kwargs = _task_arguments(paths, kwargs["task_args"], kwargs["task_kwargs"])
@@ -542,6 +587,71 @@ def simulate(**kwargs: Any) -> int:
     output = kwargs["output"]
     _check_writable(output)
     report = run_simulate(options)
+    return _emit(report, infer_format(output, kwargs["fmt"]), output, kwargs["fail_on"])
+
+
+# simulate's options that only Celery workers use, and those that only --server uses.
+CELERY_ONLY = ("worker_pool", "prefork", "no_warm_parent", "broker", "django_fixup",
+               "kill_child_at", "wrappers", "modes", "task_paths", "task_args", "task_kwargs",
+               "tasks")  # fmt: skip
+SERVER_ONLY = ("preload", "worker_class", "urls", "request_count", "concurrency")
+
+
+def _given(names: tuple[str, ...]) -> list[str]:
+    """The options among ``names`` given on the command line (not left at their default)."""
+    context = click.get_current_context()
+    given = []
+    for name in names:
+        source = context.get_parameter_source(name)
+        if source is not None and source is not click.core.ParameterSource.DEFAULT:
+            option = next(p for p in context.command.params if p.name == name)
+            given.append(option.opts[0])
+    return given
+
+
+def _refuse_server_options(kwargs: dict[str, Any]) -> None:
+    given = _given(SERVER_ONLY)
+    if given:
+        raise UsageError(f"{', '.join(given)} only apply with --server",
+                         "add --server gunicorn|uvicorn|daphne, or leave them out")  # fmt: skip
+
+
+def _simulate_server(kwargs: dict[str, Any]) -> int:
+    """``simulate --server``: the project's web application on a real server."""
+    from pooldoctor.commands.simulate_server import ServerSimulateOptions, run_server_simulation
+    from pooldoctor.hosts.servers import ServerOptions
+
+    given = _given(CELERY_ONLY)
+    if given:
+        raise UsageError(f"{', '.join(given)} apply to Celery workers, not to --server",
+                         "leave them out, or drop --server")  # fmt: skip
+    if kwargs["server"] != "gunicorn":
+        wrong = _given(("preload", "worker_class"))
+        if wrong:
+            raise UsageError(f"{', '.join(wrong)} apply to --server gunicorn only",
+                             f"leave them out for --server {kwargs['server']}")  # fmt: skip
+    for url in kwargs["urls"]:
+        if not url.startswith("/"):
+            raise UsageError(f"--url {url!r} is not a path", "for example --url /api/orders/")
+    output = kwargs["output"]
+    _check_writable(output)
+    options = ServerSimulateOptions(
+        check=CheckOptions(
+            settings=kwargs["settings"], alias=kwargs["alias"],
+            pythonpath=tuple(os.path.abspath(p) for p in kwargs["pythonpath"]),
+            database=kwargs["database"], task_timeout=kwargs["task_timeout"],
+            jobs=kwargs["jobs"], cwd=os.getcwd(), debug=kwargs["debug"],
+            tracking=not kwargs["no_tracking"], allow_writes=kwargs["allow_writes"],
+        ),
+        server=ServerOptions(
+            server=kwargs["server"], app=kwargs["app"], workers=kwargs["workers"],
+            preload=kwargs["preload"], worker_class=kwargs["worker_class"],
+            urls=tuple(dict.fromkeys(kwargs["urls"])), requests=kwargs["request_count"],
+            concurrency=kwargs["concurrency"], task_timeout=kwargs["task_timeout"],
+            tracking=not kwargs["no_tracking"],
+        ),
+    )  # fmt: skip
+    report = run_server_simulation(options)
     return _emit(report, infer_format(output, kwargs["fmt"]), output, kwargs["fail_on"])
 
 

@@ -609,6 +609,9 @@ class SimulateReport(Outcome):
     """The worker as it ran: version, pool, concurrency, fix-up, warm parent, broker, handlers."""
     results: tuple[FleetResult, ...]
     fix: Fix | None = None
+    server: Mapping[str, Any] | None = None
+    """``simulate --server``: the web server as it ran (name, version, command line, interface,
+    worker processes, requests); ``celery`` is then empty."""
 
     @property
     def workers(self) -> list[dict[str, Any]]:

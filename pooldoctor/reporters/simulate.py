@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import io
 import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
 
 from rich.table import Table
 from rich.text import Text
@@ -16,13 +18,23 @@ from pooldoctor.reporters import console, github, junit
 from pooldoctor.reporters.sites import site_lines
 
 COLUMNS = ("Subject", "Verdict", "Tasks", "Failed", "Crossed", "Conn/task")
+SERVER_COLUMNS = ("Subject", "Verdict", "Requests", "Failed", "Crossed", "Conn/request")
 
 
-def worker_line(w: ProcessResult) -> str:
+def worker_line(w: ProcessResult, unit: str = "tasks") -> str:
     return (
-        f"worker pid {w.pid}: {w.verdict}, {w.tasks} tasks ({w.failed_tasks} failed), "
+        f"worker pid {w.pid}: {w.verdict}, {w.tasks} {unit} ({w.failed_tasks} failed), "
         f"{w.crossed_replies} crossed, {w.inherited_connections} inherited in use, "
         f"{w.connections_opened} opened, {w.lost_slots} lost, {w.held_connections} held"
+    )
+
+
+def server_line(server: Mapping[str, Any]) -> str:
+    """``simulate --server``: the server as it ran."""
+    return (
+        f"{server['name']} {server['version']} ({server['interface'].upper()}, "
+        f"{server['concurrency']}), app {server['app']}, {server['requests']} requests per "
+        f"subject, {server['concurrent_requests']} at a time"
     )
 
 
@@ -32,15 +44,19 @@ def as_text(report: SimulateReport, *, width: int | None = 100, color: bool = Fa
     c = report.celery
     screen.print(Text(f"pooldoctor simulate — {report.database.dsn} (alias "
                       f"{report.database.alias})", style="bold"))  # fmt: skip
-    screen.print(Text(
-        f"Celery {c['version']}, --pool {c['pool']} -c {c['concurrency']}, Django fix-up "
-        f"{'on' if c['django_fixup'] else 'off'}, parent warmed before fork: "
-        f"{'yes' if c['warm_parent'] else 'no'}, broker {c['broker']}"
-    ))  # fmt: skip
-    if c["signal_handlers"]:
-        screen.print(Text("signal handlers: " + "; ".join(c["signal_handlers"])))
+    if report.server is not None:
+        screen.print(Text(server_line(report.server)))
+    else:
+        screen.print(Text(
+            f"Celery {c['version']}, --pool {c['pool']} -c {c['concurrency']}, Django fix-up "
+            f"{'on' if c['django_fixup'] else 'off'}, parent warmed before fork: "
+            f"{'yes' if c['warm_parent'] else 'no'}, broker {c['broker']}"
+        ))  # fmt: skip
+        if c["signal_handlers"]:
+            screen.print(Text("signal handlers: " + "; ".join(c["signal_handlers"])))
     screen.print()
     screen.print(table(report), soft_wrap=False)
+    unit = "requests" if report.server is not None else "tasks"
     for r in report.results:
         if r.verdict is Verdict.CLEAN:
             continue
@@ -48,7 +64,7 @@ def as_text(report: SimulateReport, *, width: int | None = 100, color: bool = Fa
         screen.print(console.heading(r.subject, r.kind, r.verdict))
         screen.print(Text(f"  {r.summary}"))
         for w in r.workers:
-            screen.print(Text(f"  {worker_line(w)}"))
+            screen.print(Text(f"  {worker_line(w, unit)}"))
             for site in w.leak_sites:
                 for line in site_lines(site):
                     screen.print(Text(f"    {line}"))
@@ -60,7 +76,8 @@ def as_text(report: SimulateReport, *, width: int | None = 100, color: bool = Fa
 
 def table(report: SimulateReport) -> Table:
     longest = max((len(r.subject) for r in report.results), default=len(COLUMNS[0]))
-    grid = console.new_table(COLUMNS, left=2, first_width=min(longest, console.SUBJECT_MIN_WIDTH))
+    columns = SERVER_COLUMNS if report.server is not None else COLUMNS
+    grid = console.new_table(columns, left=2, first_width=min(longest, console.SUBJECT_MIN_WIDTH))
     for r in report.results:
         numbers = (r.tasks, r.failed_tasks, r.crossed_replies)
         grid.add_row(Text(r.subject), console.verdict_text(r.verdict), *map(str, numbers),

@@ -33,8 +33,14 @@ def discard_inherited_pool(**kwargs):
 
 
 def fleet_findings(
-    results: Sequence[FleetResult], proof: str | None, pooled: bool, *, celery_version: str = ""
+    results: Sequence[FleetResult],
+    proof: str | None,
+    pooled: bool,
+    *,
+    celery_version: str = "",
+    discard: str = "discard the inherited pool in worker_process_init",
 ) -> list[Finding]:
+    """``discard``: the fix for sockets shared across the fork, in the host's words."""
     proven = f" (measured here: {proof})" if proof else ""
     findings: list[Finding] = []
     for r in results:
@@ -44,7 +50,7 @@ def fleet_findings(
                 "PD401", Severity.ERROR,
                 f"{r.subject}: {len(inherited)} worker process(es) used the pool created in the "
                 "parent before the fork",
-                f"discard the inherited pool in worker_process_init{proven}",
+                f"{discard}{proven}",
                 r.subject,
             ))  # fmt: skip
         foreign = sum(w.inherited_connections for w in r.workers)
@@ -53,7 +59,7 @@ def fleet_findings(
                 "PD402", Severity.ERROR,
                 f"{r.subject}: worker processes used {foreign} connection(s) opened by another "
                 "process (one socket, several processes)",
-                f"discard the inherited pool in worker_process_init{proven}",
+                f"{discard}{proven}",
                 r.subject,
             ))  # fmt: skip
         if r.crossed_replies:
@@ -65,7 +71,7 @@ def fleet_findings(
                 "PD403", Severity.ERROR,
                 f"{r.subject}: {r.crossed_replies} of {r.tasks} tasks got another task's "
                 f"query result back as their own ({backends or 'shared socket'})",
-                f"discard the inherited pool in worker_process_init{proven}",
+                f"{discard}{proven}",
                 r.subject,
             ))  # fmt: skip
         churned = churn(r)
