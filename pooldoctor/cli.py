@@ -184,6 +184,79 @@ def _task_options(func: Any, where: str) -> Any:
     return func
 
 
+def _url_options(func: Any) -> Any:
+    """--url and what a real request needs (check): the project's URLs through its application."""
+    for option in reversed(
+        [
+            click.option(
+                "--url",
+                "urls",
+                multiple=True,
+                metavar="PATH",
+                help="A URL path of the project's (e.g. /api/orders/?page=2), sent in-process "
+                "through its ASGI application (or --wsgi) --requests times and judged like a "
+                "task (repeatable). The request modes run beside it unless --modes says otherwise.",
+            ),
+            click.option("--method", default="GET", show_default=True, help="With --url."),
+            click.option(
+                "--header",
+                "headers",
+                multiple=True,
+                metavar="'NAME: VALUE'",
+                help="A request header for every --url (repeatable).",
+            ),
+            click.option("--data", metavar="TEXT|@FILE", help="The request body for every --url."),
+            click.option(
+                "--cookie",
+                "cookies",
+                multiple=True,
+                metavar="NAME=VALUE",
+                help="A cookie for every --url, e.g. an existing sessionid (repeatable).",
+            ),
+            click.option(
+                "--user",
+                metavar="PK",
+                help="Send every --url as this user (by primary key): Django's get_user answers "
+                "with it, so no session is created and nothing is written.",
+            ),
+            click.option(
+                "--requests",
+                "request_count",
+                type=click.IntRange(1, 10000),
+                default=12,
+                show_default=True,
+                help="Requests per URL and per request mode; a census follows each round.",
+            ),
+            click.option(
+                "--concurrency",
+                type=click.IntRange(1, 64),
+                default=1,
+                show_default=True,
+                help="Requests sent at the same time, in each round.",
+            ),
+            click.option(
+                "--asgi",
+                metavar="MODULE:ATTR",
+                help="The project's ASGI application (default: the asgi module next to the "
+                "settings, else Django's get_asgi_application()).",
+            ),
+            click.option(
+                "--wsgi",
+                metavar="MODULE:ATTR",
+                help="Send the requests through this WSGI application instead, served by "
+                "--concurrency threads (the threaded case); 'default' for the wsgi module next "
+                "to the settings.",
+            ),
+        ]
+    ):
+        func = option(func)
+    return func
+
+
+WEB_OPTIONS = ("urls", "method", "headers", "data", "cookies", "user", "request_count",
+               "concurrency", "asgi", "wsgi")  # fmt: skip
+
+
 ALLOW_WRITES = click.option(
     "--allow-writes",
     is_flag=True,
@@ -209,6 +282,7 @@ ALLOW_WRITES = click.option(
     "run there first and the task may write; on any other database its sessions are "
     "read-only, so a task that writes fails (see --allow-writes)",
 )
+@_url_options
 @ALLOW_WRITES
 @_report_options
 def check(list_modes: bool, no_tracking: bool, **kwargs: Any) -> int:
@@ -224,7 +298,60 @@ def check(list_modes: bool, no_tracking: bool, **kwargs: Any) -> int:
         for mode in all_modes():
             click.echo(f"{mode.name:34} {mode.summary}")
         return ExitCode.OK
-    return _check(**kwargs, tracking=not no_tracking)
+    urls, web = _web_options(**{name: kwargs.pop(name) for name in WEB_OPTIONS})
+    return _check(**kwargs, tracking=not no_tracking, urls=urls, web=web)
+
+
+def _web_options(
+    *,
+    urls: tuple[str, ...],
+    method: str,
+    headers: tuple[str, ...],
+    data: str | None,
+    cookies: tuple[str, ...],
+    user: str | None,
+    request_count: int,
+    concurrency: int,
+    asgi: str | None,
+    wsgi: str | None,
+) -> tuple[tuple[dict[str, Any], ...], dict[str, Any]]:
+    """The requests ``--url`` sends (as the subject process reads them) and how they are sent."""
+    from pooldoctor.hosts.web.common import Request
+
+    if asgi and wsgi:
+        raise UsageError("--asgi and --wsgi both given", "name one application")
+    given = _given(("method", "headers", "data", "cookies", "user"))
+    if given and not urls:
+        raise UsageError(f"{', '.join(given)} only apply to --url", "add --url PATH")
+    pairs: list[tuple[str, str]] = []
+    for header in headers:
+        name, colon, value = header.partition(":")
+        if not colon or not name.strip() or " " in name.strip():
+            raise UsageError(f"--header {header!r} is not 'NAME: VALUE'",
+                             "for example --header 'Accept: application/json'")  # fmt: skip
+        pairs.append((name.strip(), value.strip()))
+    for cookie in cookies:
+        if "=" not in cookie or not cookie.partition("=")[0].strip():
+            raise UsageError(f"--cookie {cookie!r} is not NAME=VALUE", "for example sessionid=abc")
+    if cookies:
+        pairs.append(("Cookie", "; ".join(c.strip() for c in cookies)))
+    body = data
+    if data is not None and data.startswith("@"):
+        try:
+            body = Path(data[1:]).read_text()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise UsageError(f"--data {data}: cannot read {data[1:]!r}: {exc.__class__.__name__}",
+                             "name a readable text file after the @") from None  # fmt: skip
+    requests: list[dict[str, Any]] = []
+    for url in dict.fromkeys(urls):
+        if not url.startswith("/") or any(c.isspace() for c in url):
+            raise UsageError(f"--url {url!r} is not a path", "for example --url /api/orders/")
+        requests.append(Request(path=url, method=method.upper(), headers=tuple(pairs),
+                                body=body, user=user).wire())  # fmt: skip
+    app = None if wsgi == "default" else (wsgi or asgi)
+    web = {"interface": "wsgi" if wsgi else "asgi", "app": app,
+           "requests": request_count, "concurrency": concurrency}  # fmt: skip
+    return tuple(requests), web
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
@@ -277,6 +404,8 @@ def _check(
     task_args: str | None = None,
     task_kwargs: str | None = None,
     allow_writes: bool = False,
+    urls: tuple[dict[str, Any], ...] = (),
+    web: dict[str, Any] | None = None,
 ) -> int:
     if not settings:
         raise UsageError(
@@ -302,6 +431,8 @@ def _check(
         task_args=call_args,
         task_kwargs=call_kwargs,
         allow_writes=allow_writes,
+        urls=urls,
+        web=web,
     )
     with _progress(subject_count(options)) as progress:
         report = run_check(options, progress=progress)

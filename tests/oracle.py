@@ -52,6 +52,8 @@ def main() -> None:
     if ":" in name:  # a project wrapper, MODULE:ATTR
         sys.path.insert(0, os.getcwd())
         run = apply_wrapper(name, load_wrapper(name), make_probe_task("default"))
+    elif get_mode(name).request:
+        run = _request_runner(name)
     else:
         mode = get_mode(name)
         run = mode.task("default")
@@ -73,6 +75,35 @@ def main() -> None:
     print(json.dumps({"series": series, "pool_timeout": timed_out}))
     sys.stdout.flush()
     os._exit(0)
+
+
+def _request_runner(name: str):  # type: ignore[no-untyped-def]
+    """A request mode, sent the plain way: Django's own ASGI handler served by one long-lived
+    event loop (as a server's worker does), through httpx's ASGITransport. A view that could not
+    get a connection answers 500 (Django turns the pool's timeout into one): counted as it."""
+    import asyncio
+    import threading
+
+    import httpx
+    from django.core.asgi import get_asgi_application
+
+    from pooldoctor.core.probes import views
+    from pooldoctor.core.probes.task import OK
+
+    views.install("default")
+    app = get_asgi_application()
+    loop = asyncio.new_event_loop()
+    threading.Thread(target=loop.run_forever, daemon=True).start()
+    transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+    client = httpx.AsyncClient(transport=transport, base_url="http://localhost")
+
+    def run(kind: str) -> None:
+        request = client.get(views.path_for(name, kind))
+        response = asyncio.run_coroutine_threadsafe(request, loop).result(timeout=60)
+        if kind == OK and response.status_code != 200:
+            raise PoolTimeout(f"the view answered {response.status_code}")
+
+    return run
 
 
 def _server_sessions() -> int:

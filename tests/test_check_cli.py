@@ -221,7 +221,9 @@ def test_list_modes_lists_every_registered_mode() -> None:
     assert proc.returncode == 0
     listed = [line.split()[0] for line in proc.stdout.splitlines()]
     assert listed == [m.name for m in all_modes()]
-    assert len(listed) == 8
+    assert len(listed) == 13  # 8 task modes, then the 5 request modes
+    assert listed[8:] == ["sync-view", "async-view", "thread-insensitive-view",
+                          "async-streaming-view", "sync-streaming-view"]  # fmt: skip
 
 
 @pytest.mark.parametrize(

@@ -35,7 +35,7 @@ from pooldoctor.core.probes import all_modes, clean_pattern, get_mode
 from pooldoctor.core.probes.task import make_probe_task
 from pooldoctor.core.project_tasks import parse_task, resolve_task
 from pooldoctor.core.subjects import Subject, decorate, load_wrapper, parse_wrapper, select_modes
-from pooldoctor.errors import ProjectError
+from pooldoctor.errors import ProjectError, UsageError
 from pooldoctor.hosts import worker_host
 from pooldoctor.hosts.inprocess import isolation
 
@@ -62,6 +62,12 @@ class CheckOptions:
     task_kwargs: Mapping[str, Any] = dataclasses.field(default_factory=dict)
     allow_writes: bool = False
     """Open the sessions read-write on the user's database (``--allow-writes``)."""
+    urls: tuple[Mapping[str, Any], ...] = ()
+    """The project's URLs to request (``--url``), as :class:`~pooldoctor.hosts.web.common.Request`
+    wires."""
+    web: Mapping[str, Any] | None = None
+    """How web subjects send their requests: ``interface`` (asgi, wsgi), ``app``, ``requests``,
+    ``concurrency``."""
 
 
 def run_check(options: CheckOptions, progress: isolation.Progress | None = None) -> Report:
@@ -81,6 +87,7 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
         )
         run_id = uuid.uuid4().hex[:8]
         database = preflight(spec, source, run_id, [s for s in subjects if s.kind == "wrapper"])
+        check_urls(subjects, options.web)
         # A prefork child of the project's Celery app, forked once: does it keep the pool?
         forked = None
         if database.pool:
@@ -99,9 +106,10 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
             debug=options.debug,
             progress=progress,
             tracking=options.tracking,
+            web=options.web,
         )
         descriptions = {m.name: m.summary for m in all_modes()}
-        kinds = {"wrapper": "project wrapper", "task": "project task"}
+        kinds = {"wrapper": "project wrapper", "task": "project task", "url": "project URL"}
         results = tuple(
             verdict.judge(dataclasses.replace(
                 r, description=descriptions.get(r.subject, kinds.get(r.kind, ""))
@@ -122,6 +130,7 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
                 run_id=f"{run_id}-fix",
                 debug=options.debug,
                 tracking=options.tracking,
+                web=options.web,
             ),
         )
     results = attach_fixes(results, fixes)
@@ -137,16 +146,48 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
 
 
 def select_subjects(options: CheckOptions, *, worker: bool = False) -> list[Subject]:
-    """The modes and wrappers to measure (tasks are added once the project is loaded). With
-    ``--task`` the built-in modes run only when ``--modes`` names them; in process (not on a
-    ``worker``) the worker-only modes run only when named."""
+    """The modes, wrappers and URLs to measure (tasks are added once the project is loaded).
+    With ``--task`` the built-in modes run only when ``--modes`` names them; in process (not on a
+    ``worker``) the worker-only modes run only when named. The request modes run by default
+    beside ``--url`` (and then only they), otherwise only when named."""
     for path in options.task_paths:
         parse_task(path)
     modes = list(options.modes) if options.modes is not None else None
     subjects = [] if options.task_paths and modes is None else select_modes(modes)
+    if modes is None:
+        subjects = [s for s in subjects if get_mode(s.name).request == bool(options.urls)]
     if modes is None and not worker:
         subjects = [s for s in subjects if not get_mode(s.name).worker_only]
-    return subjects + [parse_wrapper(w) for w in options.wrappers]
+    urls = [Subject(name=f"{r['method']} {r['path']}", kind="url", request=r) for r in options.urls]
+    return subjects + [parse_wrapper(w) for w in options.wrappers] + urls
+
+
+def check_urls(subjects: Sequence[Subject], web: Mapping[str, Any] | None) -> None:
+    """The application loads, every ``--url`` reaches a view of the project's URLconf, and
+    ``--user`` exists: a request that only ever meets a 404 would measure nothing of the project."""
+    if web is None or not any(s.web for s in subjects):
+        return
+    from pooldoctor.hosts.web.common import load_application
+
+    load_application(web["interface"], web.get("app"), os.environ["DJANGO_SETTINGS_MODULE"])
+    urls = [s for s in subjects if s.kind == "url" and s.request]
+    if not urls:
+        return
+    from django.urls import Resolver404, resolve
+
+    for subject in urls:
+        request = subject.request or {}
+        path = request["path"].partition("?")[0]
+        try:
+            resolve(path)
+        except Resolver404:
+            raise UsageError(
+                f"--url {request['path']}: no pattern of the project's URLconf matches {path!r}",
+                "check the path (it is the path part of the URL, after the host)",
+            ) from None
+    user = urls[0].request.get("user") if urls[0].request else None
+    if user is not None:
+        project.check_user(user)
 
 
 def subject_count(options: CheckOptions) -> int:

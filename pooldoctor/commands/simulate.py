@@ -49,6 +49,11 @@ def run_simulate(options: SimulateOptions,
     host.check_broker(fleet.broker)
     opts = options.check
     subjects = check.select_subjects(opts, worker=True)
+    views = [s.name for s in subjects if s.web]
+    if views:  # a view is reached by a request, not run by a Celery worker
+        raise UsageError(f"{', '.join(views)}: request modes are measured by check, not on "
+                         "Celery workers", "pooldoctor check --modes NAME, or simulate "
+                         "--server gunicorn|uvicorn|daphne for a real web server")  # fmt: skip
     with check.database_override(opts.database) as (override, source):
         spec = project.ProjectSpec(
             settings=opts.settings,

@@ -250,7 +250,7 @@ class LeakSite:
 
 # The kinds of subject that are the project's own code: their verdicts are the project's verdict
 # and decide the exit code (a built-in mode's verdict only describes the mode).
-PROJECT_KINDS = frozenset({"wrapper", "task"})
+PROJECT_KINDS = frozenset({"wrapper", "task", "url"})
 
 
 @dataclasses.dataclass(frozen=True)

@@ -315,3 +315,41 @@ def _database_error(alias: str, exc: Exception, password: str | None) -> Databas
 
 def deep_copy_settings(entry: Mapping[str, Any]) -> dict[str, Any]:
     return copy.deepcopy(dict(entry))
+
+
+def check_user(pk: str) -> None:
+    """``--user``: the project's user model has a user with primary key ``pk`` (one read, on a
+    connection closed right after)."""
+    from django.apps import apps
+
+    if not apps.is_installed("django.contrib.auth"):
+        raise UsageError(
+            f"--user {pk}: django.contrib.auth is not in INSTALLED_APPS",
+            "leave --user out, or pass the session cookie with --cookie",
+        )
+    from django.contrib.auth import get_user_model
+    from django.core.exceptions import ValidationError
+    from django.db import DatabaseError as DjangoDatabaseError
+    from django.db import connections
+
+    model = get_user_model()
+    manager = model._default_manager
+    try:
+        found = manager.filter(pk=pk).exists()
+    except (ValueError, TypeError, ValidationError):
+        raise UsageError(
+            f"--user {pk!r} is not a primary key of {model.__name__}", "pass the user's id"
+        ) from None
+    except DjangoDatabaseError as exc:
+        raise ProjectError(f"--user {pk}: reading {model.__name__} failed: {exc}") from exc
+    finally:
+        connection = connections[manager.db]
+        connection.close()
+        close_pool = getattr(connection, "close_pool", None)
+        if close_pool is not None:
+            close_pool()
+    if not found:
+        raise UsageError(
+            f"--user {pk}: no {model.__name__} with that primary key in the database",
+            "pass the id of an existing user",
+        )

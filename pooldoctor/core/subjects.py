@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pooldoctor.core.probes import all_modes
+from pooldoctor.core.probes import all_modes, get_mode
 from pooldoctor.errors import PooldoctorError, ProjectError, UsageError
 from pooldoctor.hosts import host_for
 from pooldoctor.hosts.base import Host
@@ -33,7 +33,7 @@ class Subject:
     """The mode's name, the wrapper exactly as the user gave it, or the task's path (followed by
     ``via WRAPPER`` for an async function run through a wrapper)."""
     kind: str
-    """``mode``, ``wrapper`` or ``task``."""
+    """``mode``, ``wrapper``, ``task`` or ``url``."""
     target: str | None = None
     """A task's path, as the user gave it."""
     args: tuple[Any, ...] = dataclasses.field(default=(), compare=False)
@@ -46,8 +46,20 @@ class Subject:
     """A wrapper measured with its source rewritten (a fix's proof run): what
     :func:`pooldoctor.core.fixes.load.load_patched` loads instead of the project's definition."""
 
+    request: Mapping[str, Any] | None = dataclasses.field(default=None, compare=False)
+    """A ``url``'s request (:class:`pooldoctor.hosts.web.common.Request`, as sent)."""
+
+    @property
+    def web(self) -> bool:
+        """Whether the subject's tasks are requests through the project's application."""
+        if self.kind == "mode":
+            return get_mode(self.name).request
+        return self.kind == "url"
+
     def wire(self) -> dict[str, Any]:
         """The subject as the runner's spec carries it."""
+        if self.kind == "url":
+            return {"kind": "url", "name": self.name, "request": dict(self.request or {})}
         if self.kind != "task":
             plain: dict[str, Any] = {"kind": self.kind, "name": self.name}
             return plain if self.patch is None else {**plain, "patch": dict(self.patch)}

@@ -1,7 +1,9 @@
-"""The built-in modes: ways of running async ORM code outside a request.
+"""The built-in modes: ways of running ORM code outside a request, and on the request path.
 
 Each module in this package reproduces one real way teams run async Django code from sync code
-(Celery tasks, scripts, management commands) and registers itself with :func:`register`. A mode is
+(Celery tasks, scripts, management commands), or one kind of view a request reaches (a *request
+mode*: the probe as a sync, async, thread-insensitive or streaming view, sent through the
+project's own ASGI or WSGI application), and registers itself with :func:`register`. A mode is
 only a way of *running* the probe task; what it does to the pool is measured, never declared here.
 """
 
@@ -36,9 +38,13 @@ class Mode:
     """The mode runs sync ORM code (the sync probe), not a coroutine."""
     worker_only: bool = False
     """Measured by default only on real workers (simulate): in process it says nothing new."""
+    request: bool = False
+    """A view: :meth:`task` returns a Django view, measured by sending requests to it through
+    the project's application (:mod:`pooldoctor.core.probes.views`)."""
 
     def task(self, alias: str) -> SyncTask:
-        """The probe, run the way this mode runs it: what a subject calls once per task."""
+        """The probe, run the way this mode runs it: what a subject calls once per task (for a
+        request mode, the view a request reaches)."""
         from pooldoctor.core.probes.task import make_probe_task, make_sync_probe_task
 
         if self.sync:
@@ -51,6 +57,7 @@ class Mode:
 
 
 _MODES: dict[str, Mode] = {}
+_NOT_MODES = frozenset({"task", "views"})  # the probe itself, and what the request modes share
 
 
 def register(
@@ -62,6 +69,7 @@ def register(
     fix: str | None = None,
     sync: bool = False,
     worker_only: bool = False,
+    request: bool = False,
 ) -> Callable[[Callable[[AsyncTask], SyncTask]], Callable[[AsyncTask], SyncTask]]:
     """Register the decorated ``wrap`` function as the mode named after its module."""
 
@@ -78,6 +86,7 @@ def register(
             fix=fix,
             sync=sync,
             worker_only=worker_only,
+            request=request,
         )
         return wrap
 
@@ -87,7 +96,7 @@ def register(
 def all_modes() -> list[Mode]:
     """Every built-in mode, in report order."""
     for info in pkgutil.iter_modules(__path__):
-        if info.name != "task":
+        if info.name not in _NOT_MODES:
             importlib.import_module(f"{__name__}.{info.name}")
     return sorted(_MODES.values(), key=lambda m: m.order)
 

@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import IO, Any
 
@@ -32,6 +32,7 @@ from pooldoctor.core.model import (
 )
 from pooldoctor.core.project import ProjectSpec
 from pooldoctor.core.subjects import Subject
+from pooldoctor.hosts.web.common import rounds
 
 # Beyond the child's own watchdog: how long the parent waits for any line before killing it.
 SILENCE_MARGIN = 10.0
@@ -94,15 +95,18 @@ def run_subjects(
     debug: bool = False,
     progress: Progress | None = None,
     tracking: bool = True,
+    web: Mapping[str, Any] | None = None,
 ) -> list[SubjectRun]:
-    """Run every subject (``jobs`` at a time), in the order given."""
+    """Run every subject (``jobs`` at a time), in the order given. ``web``: how the web subjects
+    (``--url``, the request modes) send their requests; each of their tasks is a round of them."""
     children = Children()
 
     def one(index: int, subject: Subject) -> SubjectRun:
-        spec = {
+        spec: dict[str, Any] = {
             "project": project.to_dict(),
             "subject": subject.wire(),
-            "tasks": tasks,
+            "tasks": rounds(web["requests"], web["concurrency"]) if web and subject.web else tasks,
+            "web": dict(web) if web else None,
             "task_timeout": task_timeout,
             "application_name": f"pooldoctor:{run_id}:{index}",
             "tracking": tracking,

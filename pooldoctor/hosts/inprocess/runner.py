@@ -80,6 +80,8 @@ class Subject:
         self.celery_task = False
         """Whether the Celery host runs the task (the report's ``evidence.celery_task``)."""
         kind = spec["subject"]["kind"]
+        self.web = kind == "url" or (kind == "mode" and get_mode(spec["subject"]["name"]).request)
+        """Whether each task is a round of requests through the project's application."""
         self.what_runs = "the task" if kind == "task" else f"the {kind}"
         """Who returned what it runs, for a coroutine nobody awaited."""
 
@@ -95,7 +97,13 @@ class Subject:
         django.setup()
         self.ledger.install()
         subject = self.spec["subject"]
-        if subject["kind"] == "mode":
+        if self.web:  # a URL of the project's, or a request mode: requests through its app
+            from pooldoctor.hosts import web
+
+            self.run_task = web.rounds_for(
+                subject, self.spec["web"], self.alias, self.project.settings
+            )
+        elif subject["kind"] == "mode":
             mode = get_mode(subject["name"])
             reason = mode.unavailable()
             if reason:
@@ -118,9 +126,19 @@ class Subject:
 
     def kinds(self, tasks: int) -> list[str]:
         """What each of ``tasks`` runs: the probe's schedule, or the project's task every time."""
-        if self.spec["subject"]["kind"] == "task":
+        if self.spec["subject"]["kind"] in ("task", "url"):
             return [TASK] * tasks
         return schedule(tasks)
+
+    def label(self, index: int, kind: str) -> str:
+        """How the ledger and the reports name task ``index``: for a web subject, the requests
+        of its round (``request 3``, ``requests 5-8``)."""
+        if not self.web:
+            return label(index, kind)
+        size, total = self.spec["web"]["concurrency"], self.spec["web"]["requests"]
+        first, last = index * size + 1, min((index + 1) * size, total)
+        name = f"request {first}" if first == last else f"requests {first}-{last}"
+        return name if kind == TASK else f"{name} ({kind})"
 
     def pool_configured(self) -> bool:
         from django.conf import settings
@@ -251,7 +269,8 @@ class Watchdog(threading.Thread):
             else:
                 starved_since = None
             if now - started > self.task_timeout:
-                detail = f"{label(index, kind)} did not finish within {self.task_timeout:g} s"
+                name = self.subject.label(index, kind)
+                detail = f"{name} did not finish within {self.task_timeout:g} s"
                 self._stop(StopReason.HUNG, detail, index, kind, now - started)
 
     def _stop(self, reason: StopReason, detail: str, index: int, kind: str, seconds: float) -> None:
@@ -298,7 +317,7 @@ def main() -> None:
     assert subject.run_task is not None
     for index, kind in enumerate(subject.kinds(spec["tasks"])):
         watchdog.task_started(index, kind)
-        name = label(index, kind)
+        name = subject.label(index, kind)
         token = subject.ledger.task_started(name)
         started = time.monotonic()
         outcome: BaseException | None = None
