@@ -66,6 +66,12 @@ def test_a_url_under_asgi_with_conn_max_age_leaks_a_session_per_request(database
         assert result["verdict"] == "leak" and result["lost_slots"] == 12
         # and the leak site is the project's own view
         assert any(s["file"].endswith("webproj/views.py") for s in result["leak_sites"])
+    # and the fix, CONN_MAX_AGE = 0, was measured on the same URLs in the same run: clean
+    for result in urls.values():
+        fix = result["fix"]
+        assert fix["subject"] == "conn-max-age-0" and fix["applied_to"] == result["subject"]
+        assert fix["measured"] == "clean", fix["detail"]
+    assert any(f["code"] == "PD201" and "CONN_MAX_AGE" in f["fix"] for f in report["findings"])
     # and the request modes ran beside them
     assert set(REQUEST_MODES) <= set(by_subject(report))
     # and nothing of this run's is left on the server, once the server saw the sockets close
@@ -78,6 +84,7 @@ def test_a_url_is_clean_with_the_pool_or_conn_max_age_0(settings: str, database_
     urls = [r for r in report["results"] if r["kind"] == "url"]
     assert code == 0 and report["verdict"] == "clean"
     assert [r["verdict"] for r in urls] == ["clean", "clean"]
+    assert [r["fix"] for r in urls] == [None, None]  # nothing to fix, nothing rerun
     # 8 requests, 4 at a time: a census after each round of 4
     assert all(len(r["evidence"]["census"]) == 2 for r in urls)
 

@@ -21,7 +21,7 @@ from typing import Any
 
 from pooldoctor.core import findings, lifeline, project, verdict
 from pooldoctor.core.fixes.prove import attach as attach_fixes
-from pooldoctor.core.fixes.prove import prove_fixes
+from pooldoctor.core.fixes.prove import prove_fixes, prove_url_fixes
 from pooldoctor.core.model import (
     PROJECT_KINDS,
     DatabaseInfo,
@@ -128,6 +128,25 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
                 task_timeout=options.task_timeout,
                 jobs=options.jobs,
                 run_id=f"{run_id}-fix",
+                debug=options.debug,
+                tracking=options.tracking,
+                web=options.web,
+            ),
+        )
+        # Each leaking URL, requested once more with the settings change that should fix it.
+        fixes |= prove_url_fixes(
+            subjects,
+            results,
+            spec.alias,
+            database.pool is not None,
+            database.conn_max_age,
+            lambda proofs, change: isolation.run_subjects(
+                dataclasses.replace(spec, database={**(spec.database or {}), **change}),
+                proofs,
+                tasks=options.tasks,
+                task_timeout=options.task_timeout,
+                jobs=options.jobs,
+                run_id=f"{run_id}-url-fix",
                 debug=options.debug,
                 tracking=options.tracking,
                 web=options.web,

@@ -149,7 +149,9 @@ def subject_fix_lines(fix: Fix, closing: Fix | None) -> list[Text]:
     """A wrapper's own fix under its evidence: the patch and what it measured, or why there is
     none (the pattern, when it is not the closing fix, follows as code)."""
     name = fix.applied_to
-    if fix.proven:
+    if fix.proven and fix.diff is None:  # a settings change, not a patch of the source
+        head = f"Fix for {name}, measured clean here with this change ({fix.subject}):"
+    elif fix.proven:
         head = (
             f"Fix for {name}, measured clean here with your wrapper patched "
             f"({fix.subject}; diff below):"

@@ -118,7 +118,10 @@ def measured(results: Sequence[SubjectResult], fix_subject: str | None) -> list[
     own = [r for r in results if r.kind in PROJECT_KINDS]
     for result in own:
         fix = pattern
-        if result.fix is not None and result.fix.proven:
+        if result.fix is not None and result.fix.proven and result.fix.diff is None:
+            fix = (f"{result.fix.code.splitlines()[0]}: with it, {result.subject} measured "
+                   "clean in this run")  # fmt: skip
+        elif result.fix is not None and result.fix.proven:
             fix = (f"apply the diff under its evidence ({result.fix.subject}): with it, the "
                    "wrapper measured clean in this run")  # fmt: skip
         if result.verdict is Verdict.LEAK:

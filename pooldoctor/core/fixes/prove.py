@@ -97,10 +97,48 @@ def proven_fix(name: str, patch: Patch, proof: SubjectResult) -> Fix:
 
 
 def attach(results: Sequence[SubjectResult], fixes: dict[str, Fix]) -> tuple[SubjectResult, ...]:
-    """``results`` with each wrapper's fix set."""
+    """``results`` with each wrapper's and URL's fix set."""
     return tuple(
         dataclasses.replace(r, fix=fixes[r.subject])
-        if r.kind == "wrapper" and r.subject in fixes
+        if r.kind in ("wrapper", "url") and r.subject in fixes
         else r
         for r in results
     )
+
+
+SETTINGS_FIX = "conn-max-age-0"
+MeasureWith = Callable[[list[Subject], dict[str, Any]], list[SubjectRun]]
+"""Runs subjects as the first round did, with these ``DATABASES`` entries changed."""
+
+
+def prove_url_fixes(
+    subjects: Sequence[Subject],
+    results: Sequence[SubjectResult],
+    alias: str,
+    pooled: bool,
+    conn_max_age: Any,
+    measure: MeasureWith,
+) -> dict[str, Fix]:
+    """Each project URL that leaks or pins with persistent connections and no pool, requested
+    once more with ``CONN_MAX_AGE = 0`` (the request's connection is then closed at
+    ``request_finished``, on the request's own thread): the fix, measured, by URL name."""
+    if pooled or conn_max_age == 0:
+        return {}
+    bad = {r.subject for r in results if r.kind == "url" and r.verdict in NEEDS_FIX}
+    originals = [s for s in subjects if s.kind == "url" and s.name in bad]
+    if not originals:
+        return {}
+    proofs = [dataclasses.replace(s, name=f"{s.name}{PROOF_SUFFIX}") for s in originals]
+    code = f'DATABASES["{alias}"]["CONN_MAX_AGE"] = 0  # was {conn_max_age!r}'
+    runs = measure(proofs, {"CONN_MAX_AGE": 0})
+    fixes: dict[str, Fix] = {}
+    for subject, run in zip(originals, runs, strict=True):
+        proof = verdict.judge(run)
+        fixes[subject.name] = Fix(
+            subject=SETTINGS_FIX,
+            code=code,
+            applied_to=subject.name,
+            measured=proof.verdict,
+            detail=proof.summary,
+        )
+    return fixes
