@@ -75,16 +75,7 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
     lifeline.reap_stale()  # what killed runs left behind: their servers, their directories
     subjects = select_subjects(options)
     with database_override(options.database) as (override, source):
-        # Read-only sessions guard the user's data; the embedded server is thrown away after.
-        spec = project.ProjectSpec(
-            settings=options.settings,
-            alias=options.alias,
-            pythonpath=options.pythonpath,
-            cwd=options.cwd,
-            database=override,
-            read_only=not (options.allow_writes or source == "embedded"),
-            allow_writes=options.allow_writes,
-        )
+        spec = project_spec(options, override, source)
         run_id = uuid.uuid4().hex[:8]
         database = preflight(spec, source, run_id, [s for s in subjects if s.kind == "wrapper"])
         check_urls(subjects, options.web)
@@ -161,6 +152,22 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
         time.monotonic() - started,
         read_only=spec.read_only,
         fork_findings=findings.shared_pool(forked, options.settings, options.alias),
+    )
+
+
+def project_spec(
+    options: CheckOptions, override: Mapping[str, Any] | None, source: str
+) -> project.ProjectSpec:
+    """The project as every subject process loads it. Read-only sessions guard the user's data;
+    the embedded server is thrown away after, so there they may write."""
+    return project.ProjectSpec(
+        settings=options.settings,
+        alias=options.alias,
+        pythonpath=options.pythonpath,
+        cwd=options.cwd,
+        database=override,
+        read_only=not (options.allow_writes or source == "embedded"),
+        allow_writes=options.allow_writes,
     )
 
 

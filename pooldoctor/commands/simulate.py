@@ -55,16 +55,7 @@ def run_simulate(options: SimulateOptions,
                          "Celery workers", "pooldoctor check --modes NAME, or simulate "
                          "--server gunicorn|uvicorn|daphne for a real web server")  # fmt: skip
     with check.database_override(opts.database) as (override, source):
-        spec = project.ProjectSpec(
-            settings=opts.settings,
-            alias=opts.alias,
-            pythonpath=opts.pythonpath,
-            cwd=opts.cwd,
-            database=override,
-            # The throwaway server may be written to; the user's, only when asked.
-            read_only=not (opts.allow_writes or source == "embedded"),
-            allow_writes=opts.allow_writes,
-        )
+        spec = check.project_spec(opts, override, source)
         run_id = uuid.uuid4().hex[:8]
         database = check.preflight(
             spec, source, run_id, [s for s in subjects if s.kind == "wrapper"]

@@ -21,7 +21,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from pooldoctor.commands import check
 from pooldoctor.commands.simulate import app_hazard, crosses, inherits
-from pooldoctor.core import findings, lifeline, project, verdict
+from pooldoctor.core import findings, lifeline, verdict
 from pooldoctor.core.findings.fleet import fleet_findings
 from pooldoctor.core.model import Fix, FleetResult, SimulateReport, Verdict
 from pooldoctor.core.subjects import Subject
@@ -69,15 +69,7 @@ def run_server_simulation(options: ServerSimulateOptions) -> SimulateReport:
     lifeline.reap_stale()
     subjects = [Subject(ECHO, "echo")] + [Subject(url, "url") for url in served.urls]
     with check.database_override(opts.database) as (override, source):
-        spec = project.ProjectSpec(
-            settings=opts.settings,
-            alias=opts.alias,
-            pythonpath=opts.pythonpath,
-            cwd=opts.cwd,
-            database=override,
-            read_only=not (opts.allow_writes or source == "embedded"),
-            allow_writes=opts.allow_writes,
-        )
+        spec = check.project_spec(opts, override, source)
         run_id = uuid.uuid4().hex[:8]
         database = check.preflight(spec, source, run_id, [])
         host = request_host()
