@@ -142,13 +142,14 @@ def stray_sessions(database: str, name: str, pattern: str, wait: float = 5.0) ->
 
 
 def source_commit() -> str:
-    """The checkout's commit, marked dirty when pooldoctor/ or the fixtures have local changes."""
+    """The checkout's commit, marked dirty when pooldoctor/ (demo projects included) has local
+    changes."""
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
         ).stdout.strip()
         changes = subprocess.run(
-            ["git", "status", "--porcelain", "--", "pooldoctor", "fixtures"],
+            ["git", "status", "--porcelain", "--", "pooldoctor"],
             cwd=ROOT,
             capture_output=True,
             text=True,

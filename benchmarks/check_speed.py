@@ -1,4 +1,5 @@
-"""How long ``pooldoctor check`` takes on fixtures/leaky, against running the same tasks naively.
+"""How long ``pooldoctor check`` takes on pooldoctor/demo/leaky, against running the same tasks
+naively.
 
 Measured, ``--repeat`` times each:
 
@@ -58,7 +59,7 @@ from _common import (
     sweep,
 )
 
-FIXTURE = ROOT / "fixtures" / "leaky"
+FIXTURE = ROOT / "pooldoctor" / "demo" / "leaky"
 ALIAS = "default"
 TASKS = 12  # pooldoctor check's default --tasks
 # A baseline process may run this long past the pool timeout: enough for set-up, the tasks before
@@ -439,7 +440,7 @@ def render(
 ) -> str:
     pool = next(iter(checks.values()))[0].pool
     lines = [
-        f"pooldoctor check speed on fixtures/leaky: {result['subjects']} subjects "
+        f"pooldoctor check speed on pooldoctor/demo/leaky: {result['subjects']} subjects "
         f"(7 modes + 2 wrappers), {TASKS} probe tasks each",
         *environment_lines(result["environment"]),
         f"database  {result['database']}",
@@ -538,8 +539,8 @@ def per_subject(checks: dict[int, list[CheckRun]], baselines: list[BaselineRun])
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Time pooldoctor check on fixtures/leaky against a naive baseline that runs "
-        "the same tasks through the same modes and wrappers without pooldoctor's census.",
+        description="Time pooldoctor check on pooldoctor/demo/leaky against a naive baseline that "
+        "runs the same tasks through the same modes and wrappers without pooldoctor's census.",
         epilog="With the default --baseline-timeout the baseline takes minutes (each leaking "
         "subject waits for the 30 s pool timeout): that wait is what pooldoctor avoids.",
     )

@@ -30,7 +30,7 @@ NAME = "pooldoctor-bench-inspect"
 
 
 def _env(database: str, installed: bool) -> dict[str, str]:
-    path = os.pathsep.join([str(PROJECT), str(_common.ROOT / "fixtures" / "leaky")])
+    path = os.pathsep.join([str(PROJECT), str(_common.ROOT / "pooldoctor" / "demo" / "leaky")])
     env = {**os.environ, "DATABASE_URL": database, "INSPECTPROJ_BROKER": BROKER,
            "INSPECTPROJ_BACKEND": BROKER, "PYTHONPATH": path}  # fmt: skip
     env.pop("DJANGO_SETTINGS_MODULE", None)

@@ -1,7 +1,7 @@
 """What ``pooldoctor simulate`` costs over a plain Celery worker running the same tasks.
 
-Measured on fixtures/fixed (its wrapper is clean, so every task runs; pool max_size 4), ``--repeat``
-times each, the two interleaved so that drift on the machine hits both alike:
+Measured on pooldoctor/demo/fixed (its wrapper is clean, so every task runs; pool max_size 4),
+``--repeat`` times each, the two interleaved so that drift on the machine hits both alike:
 
 * ``pooldoctor simulate --modes async-to-sync --wrapper mysite.celeryapp:async_task_wrapper
   --workers 2 --tasks 48 --format json`` as a subprocess: its wall time, and each subject's fleet
@@ -65,7 +65,7 @@ from _common import (
 
 from pooldoctor.hosts.celery.fleet import broker_conf
 
-FIXTURE = ROOT / "fixtures" / "fixed"
+FIXTURE = ROOT / "pooldoctor" / "demo" / "fixed"
 WRAPPER = "mysite.celeryapp:async_task_wrapper"
 MODE = "async-to-sync"
 # In the order simulate runs and reports them: modes first, then wrappers.
@@ -435,7 +435,7 @@ def summarize(
         }
     return {
         "environment": env,
-        "fixture": "fixtures/fixed",
+        "fixture": "pooldoctor/demo/fixed",
         "subjects": [name for name, _ in SUBJECTS],
         "tasks_per_subject": tasks,
         "worker_concurrency": workers,
@@ -452,10 +452,10 @@ def summarize(
 def render(result: dict[str, Any], tasks: int, workers: int) -> str:
     whole, total = result["whole"], tasks * len(SUBJECTS)
     lines = [
-        f"pooldoctor simulate overhead on fixtures/fixed: {len(SUBJECTS)} subjects "
+        f"pooldoctor simulate overhead on pooldoctor/demo/fixed: {len(SUBJECTS)} subjects "
         f"({', '.join(result['subjects'])}), {tasks} probe tasks each, prefork -c {workers}",
         *environment_lines(result["environment"]),
-        "simulate  " + " ".join(result["command"][1:]) + "  (cwd fixtures/fixed)",
+        "simulate  " + " ".join(result["command"][1:]) + "  (cwd pooldoctor/demo/fixed)",
         "baseline  per subject a plain celery worker (fixture's app, same flags and broker, "
         "tasks queued first), both at once",
         "",
@@ -509,8 +509,8 @@ def cell(row: dict[str, float]) -> str:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        description="Time pooldoctor simulate on fixtures/fixed against plain Celery workers "
-        "running the same tasks through the same mode and wrapper, without pooldoctor.",
+        description="Time pooldoctor simulate on pooldoctor/demo/fixed against plain Celery "
+        "workers running the same tasks through the same mode and wrapper, without pooldoctor.",
     )
     parser.add_argument("--repeat", type=int, default=3, metavar="N", help="default: 3")
     parser.add_argument("--tasks", type=int, default=48, metavar="N", help="per subject (48)")

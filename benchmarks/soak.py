@@ -1,6 +1,6 @@
 """Does ``pooldoctor simulate`` stay flat over a long run? Its own memory and time per task.
 
-``pooldoctor simulate`` on fixtures/fixed (its wrapper is clean, so every task runs; pool
+``pooldoctor simulate`` on pooldoctor/demo/fixed (its wrapper is clean, so every task runs; pool
 max_size 4) with ``--workers 4`` and one mode plus the fixture's wrapper, at ``--tasks`` SHORT
 (100) and LONG (1,000) per subject, side by side. While each run goes on, the pooldoctor process
 itself (not its workers: they are separate processes with their own memory) is sampled from
@@ -45,7 +45,7 @@ from _common import (
     sweep,
 )
 
-FIXTURE = ROOT / "fixtures" / "fixed"
+FIXTURE = ROOT / "pooldoctor" / "demo" / "fixed"
 WRAPPER = "mysite.celeryapp:async_task_wrapper"
 MODE = "async-to-sync"
 WORKERS = 4

@@ -3,13 +3,14 @@
 
 Two levels, each with tracking on and off, interleaved so that drift on the machine hits both:
 
-* **End to end.** ``pooldoctor check`` on fixtures/leaky and fixtures/fixed (7 modes and the
-  fixture's two wrappers, 12 probe tasks each, ``--jobs 1`` by default so that no other subject
-  process shares the CPU with a task) as a subprocess, ``--repeat`` times each way. Reported per
-  task: the difference in wall time over the tasks the JSON report says ran (its ``tasks`` summed
-  over subjects), and the difference in the tasks' own time (each census's ``seconds``: the task
-  alone, census excluded, which is where a checkout's stack is captured). A task stopped at pool
-  exhaustion is left out of the second figure: its time is the watchdog's 0.25 s grace.
+* **End to end.** ``pooldoctor check`` on pooldoctor/demo/leaky and pooldoctor/demo/fixed (7 modes
+  and the fixture's two wrappers, 12 probe tasks each, ``--jobs 1`` by default so that no other
+  subject process shares the CPU with a task) as a subprocess, ``--repeat`` times each way.
+  Reported per task: the difference in wall time over the tasks the JSON report says ran (its
+  ``tasks`` summed over subjects), and the difference in the tasks' own time (each census's
+  ``seconds``: the task alone, census excluded, which is where a checkout's stack is captured). A
+  task stopped at pool exhaustion is left out of the second figure: its time is the watchdog's
+  0.25 s grace.
 * **Per checkout, in-process.** Django set up here against ``--database`` with a pool, and
   async ORM tasks run through ``async_to_sync``, each ending with ``close_old_connections()`` on
   its ORM thread, so that each task checks one connection out of the pool and returns it. One
@@ -132,7 +133,7 @@ def run_check(children: Children, fixture: str, tracking: bool, jobs: int,
               database: str) -> CheckRun:  # fmt: skip
     started = time.perf_counter()
     proc, stdout, stderr = children.run(
-        tracking_command(tracking, jobs, database), ROOT / "fixtures" / fixture
+        tracking_command(tracking, jobs, database), ROOT / "pooldoctor" / "demo" / fixture
     )
     seconds = time.perf_counter() - started
     if proc.returncode not in (0, 1):  # 1: a fixture wrapper leaks, as expected

@@ -25,7 +25,7 @@ from psycopg import sql
 pytest_plugins = ["pytester"]
 
 ROOT = Path(__file__).resolve().parent.parent
-FIXTURES = ROOT / "fixtures"
+FIXTURES = ROOT / "pooldoctor" / "demo"
 PROJECTS = Path(__file__).resolve().parent / "projects"
 LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
 

@@ -85,7 +85,9 @@ def imports(path: Path, root: Path = PACKAGE) -> Iterator[tuple[int, str, list[s
 
 
 def sources() -> list[Path]:
-    return sorted(PACKAGE.rglob("*.py"))
+    """pooldoctor's modules (not the demo projects under pooldoctor/demo: package data, a
+    project's code, never imported by pooldoctor)."""
+    return sorted(p for p in PACKAGE.rglob("*.py") if p.relative_to(PACKAGE).parts[0] != "demo")
 
 
 def import_graph() -> dict[str, set[str]]:

@@ -1,5 +1,5 @@
 """The fitted fix end to end: the real CLI, the real PostgreSQL, the wrapper fixtures of
-``tests/projects/extras/extras/fit_*.py`` and the blog recipe of ``fixtures/leaky``.
+``tests/projects/extras/extras/fit_*.py`` and the blog recipe of ``pooldoctor/demo/leaky``.
 
 Each patchable wrapper is rewritten, measured patched in the same run, and proven clean; the
 project's files stay as they were, and the proof run changes neither the results nor the verdict.

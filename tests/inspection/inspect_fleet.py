@@ -31,7 +31,7 @@ from conftest import scratch_database
 from pooldoctor.celery import COMMAND, node_directory
 
 TESTS = Path(__file__).resolve().parent.parent
-FIXTURES = TESTS.parent / "fixtures"
+FIXTURES = TESTS.parent / "pooldoctor" / "demo"
 INSPECTPROJ = TESTS / "projects" / "inspectproj"
 BROKERS = {
     "redis": ("redis://127.0.0.1:6379/14", "redis://127.0.0.1:6379/14"),

@@ -7,7 +7,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, by_subject, check_json, pooldoctor
+from conftest import FIXTURES, ROOT, by_subject, check_json, pooldoctor
 
 from pooldoctor.scan.checks import all_checks
 
@@ -166,6 +166,6 @@ def test_never_imports_the_project(tmp_path: Path) -> None:
 
 
 def test_pre_commit_hook_definition_runs_scan() -> None:
-    text = (FIXTURES.parent / ".pre-commit-hooks.yaml").read_text()
+    text = (ROOT / ".pre-commit-hooks.yaml").read_text()
     assert "id: pooldoctor-scan" in text
     assert "entry: pooldoctor scan" in text

@@ -52,6 +52,9 @@ _LIBRARY_DIRS = ("site-packages", "dist-packages")
 _SCRIPT_DIRS = frozenset({sysconfig.get_path("scripts"), os.path.dirname(sys.executable)})
 # The ``pooldoctor`` package's directory (this file is pooldoctor/core/forensics/stacks.py).
 _OWN_DIR = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) + os.sep
+# The demo projects shipped inside it (pooldoctor demo): a project's own code, even in
+# site-packages.
+_DEMO_DIR = _OWN_DIR + "demo" + os.sep
 
 
 class Stack(Sequence[RawFrame]):
@@ -285,6 +288,8 @@ def is_library(frame: RawFrame, *, stand_ins: bool = False) -> bool:
 def _is_library(module: str, file: str, stand_ins: bool) -> bool:
     if stand_ins and module in STAND_INS:
         return False
+    if file.startswith(_DEMO_DIR):
+        return False
     top = module.partition(".")[0]
     if top in sys.stdlib_module_names or top == "pooldoctor":
         return True
@@ -368,7 +373,7 @@ def display_path(path: str, cwd: str, module: str = "") -> str:
     if path.startswith("<"):
         return path
     absolute = os.path.abspath(path)
-    if absolute.startswith(_OWN_DIR):
+    if absolute.startswith(_OWN_DIR) and not absolute.startswith(_DEMO_DIR):
         return os.path.join("pooldoctor", os.path.relpath(absolute, _OWN_DIR))
     if module.partition(".")[0] == "pooldoctor":
         as_module = module.replace(".", os.sep)

@@ -11,7 +11,7 @@ import pytest
 from pooldoctor.commands.scan import run_scan, select_checks
 from pooldoctor.scan.model import ScanFinding
 
-FIXTURES = Path(__file__).resolve().parents[3] / "fixtures"
+FIXTURES = Path(__file__).resolve().parents[3] / "pooldoctor" / "demo"
 """The fixture projects: ``leaky/mysite`` (the blog's recipe) and ``fixed/mysite``."""
 
 ScanSource = Callable[[Path, dict[str, str], str], list[ScanFinding]]

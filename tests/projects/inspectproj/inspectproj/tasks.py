@@ -1,6 +1,6 @@
 """Two tasks doing the same async ORM reads (an unmanaged model over pg_database: no migration,
-no table), one on the blog recipe's wrapper (fixtures/leaky/mysite/celeryapp.py, which loses a
-connection per task), one on a clean wrapper."""
+no table), one on the blog recipe's wrapper (pooldoctor/demo/leaky/mysite/celeryapp.py, which
+loses a connection per task), one on a clean wrapper."""
 
 import functools
 from typing import Any
