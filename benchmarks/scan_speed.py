@@ -1,10 +1,21 @@
-"""How fast ``pooldoctor scan`` reads a large project: files per second.
+"""How fast ``pooldoctor scan`` reads a project, next to plain ``ast.parse`` and ruff.
 
-Generates a Django/Celery-shaped tree (apps with models, views, serializers, admin, tests,
-migrations and Celery tasks, a share of which use async ORM code, plus settings, requirements and a
-Procfile) of ``--files`` Python files in a temporary directory, then times the real CLI
-(``python -m pooldoctor scan``, start-up included) and the scan itself in-process.
+On one tree (``--tree``, e.g. Django's own source, or a generated Django/Celery-shaped one of
+``--files`` Python files: apps with models, views, serializers, admin, tests, migrations and
+Celery tasks, a share of which use async ORM code, plus settings, requirements and a Procfile),
+each command runs in a fresh process, start-up included, and is timed ``--repeat`` times:
 
+- ``pooldoctor scan`` (one worker process per CPU on a tree this size);
+- ``pooldoctor scan`` with the tree's ``__pycache__`` left out (a fresh checkout: every module
+  no check needs is still checked to parse, without building its tree);
+- ``ast.parse`` of every ``.py`` file, each read once, in one process: the floor a scan that
+  parses everything cannot go under;
+- ``ruff check --select E,F,B --no-cache``, when ruff is installed.
+
+The peak resident memory of each (its largest process) is measured with ``getrusage``.
+pooldoctor's own modules are byte-compiled first, as pip leaves them.
+
+    python benchmarks/scan_speed.py --tree .venv/lib/python3.12/site-packages/django
     python benchmarks/scan_speed.py --files 2000 --repeat 5
 """
 
@@ -23,6 +34,23 @@ import time
 from pathlib import Path
 
 from pooldoctor.commands.scan import run_scan, select_checks
+
+PARSE_ALL = """\
+import ast, os, sys
+for top, dirs, files in os.walk(sys.argv[1]):
+    dirs[:] = [d for d in dirs if d != "__pycache__"]
+    for name in files:
+        if name.endswith(".py"):
+            with open(os.path.join(top, name), "rb") as file:
+                ast.parse(file.read())
+"""
+MEASURE = """\
+import resource, subprocess, sys, time
+started = time.perf_counter()
+subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, check=False)
+elapsed = time.perf_counter() - started
+print(elapsed, resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss)
+"""
 
 MODULES = {
     "models.py": """\
@@ -133,39 +161,86 @@ def generate(root: Path, files: int) -> int:
     return written
 
 
+def timed(command: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, float]:
+    """Seconds and peak resident MB of ``command`` (its largest process)."""
+    proc = subprocess.run(
+        [sys.executable, "-c", MEASURE, *command],
+        cwd=cwd, env=env, capture_output=True, text=True, check=True,
+    )  # fmt: skip
+    seconds, kilobytes = proc.stdout.split()
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024  # bytes there, KB elsewhere
+    return float(seconds), int(kilobytes) / scale
+
+
+def ruff() -> str | None:
+    beside = Path(sys.executable).with_name("ruff")
+    return str(beside) if beside.exists() else shutil.which("ruff")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--tree", type=Path, help="a real tree to scan (else one is generated)")
     parser.add_argument("--files", type=int, default=2000)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    root = Path(tempfile.mkdtemp(prefix="pooldoctor-scan-bench-"))
+    work = Path(tempfile.mkdtemp(prefix="pooldoctor-scan-bench-"))
+    env = {**os.environ, "PYTHONPYCACHEPREFIX": str(work / "pycache")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     try:
-        count = generate(root, args.files)
-        lines = sum(len(p.read_text().splitlines()) for p in root.rglob("*.py"))
-        cli, inproc, findings = [], [], 0
+        if args.tree:
+            tree = args.tree.resolve()
+        else:
+            tree = work / "tree"
+            generate(tree, args.files)
+        fresh = work / "fresh"
+        shutil.copytree(tree, fresh, ignore=shutil.ignore_patterns("__pycache__"))
+        python = sorted(p for p in tree.rglob("*.py") if "__pycache__" not in p.parts)
+        lines = sum(len(p.read_bytes().splitlines()) for p in python)
+        cached = sum(1 for p in tree.rglob("*.pyc"))
+        scan = [sys.executable, "-m", "pooldoctor", "scan", "--format", "json", "."]
+        subprocess.run(scan, cwd=fresh, env=env, capture_output=True, check=False)  # compile
+        commands = {
+            "pooldoctor scan": (scan, tree),
+            "pooldoctor scan, no __pycache__": (scan, fresh),
+            "ast.parse every file": ([sys.executable, "-c", PARSE_ALL, "."], tree),
+        }
+        found = ruff()
+        if found:
+            ruff_args = ["check", "--select", "E,F,B", "--no-cache", "--exit-zero", "."]
+            commands["ruff check --select E,F,B"] = ([found, *ruff_args], tree)
+        times: dict[str, list[float]] = {name: [] for name in commands}
+        peaks: dict[str, float] = dict.fromkeys(commands, 0.0)
+        for _ in range(args.repeat):
+            for name, (command, cwd) in commands.items():
+                seconds, peak = timed(command, cwd, env)
+                times[name].append(seconds)
+                peaks[name] = max(peaks[name], peak)
+        inproc, serial = [], []
         checks = select_checks()
         for _ in range(args.repeat):
             started = time.perf_counter()
-            proc = subprocess.run(
-                [sys.executable, "-m", "pooldoctor", "scan", "--format", "json"],
-                cwd=root, capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            cli.append(time.perf_counter() - started)
-            assert proc.returncode in (0, 1), proc.stderr
-            started = time.perf_counter()
-            result = run_scan(root, [], checks)
+            result = run_scan(tree, [], checks)
             inproc.append(time.perf_counter() - started)
-            findings = len(result.findings)
-        print(f"tree       {count} Python files ({lines} lines) + settings, requirements, Procfile")
+            started = time.perf_counter()
+            run_scan(tree, [], checks, jobs=1)
+            serial.append(time.perf_counter() - started)
+        print(f"tree       {tree if args.tree else 'generated'}: {len(python)} Python files "
+              f"({lines} lines), {cached} of them byte-compiled in __pycache__")  # fmt: skip
         print(f"machine    {platform.platform()}, {os.cpu_count()} CPU cores, "
               f"Python {platform.python_version()}")  # fmt: skip
-        print(f"findings   {findings} (the tree's asyncio.run tasks are meant to be found)")
-        for label, times in (("CLI (start-up included)", cli), ("scan in-process", inproc)):
-            median = statistics.median(times)
-            print(f"{label:24} median {median:.3f} s  min {min(times):.3f} s  "
-                  f"max {max(times):.3f} s  -> {count / median:,.0f} files/s")  # fmt: skip
+        print(f"findings   {len(result.findings)} in {result.files_scanned} files")
+        floor = statistics.median(times["ast.parse every file"])
+        print(f"{'command (fresh process each)':34} {'median':>8} {'min':>8} {'vs parse':>9} "
+              f"{'peak RSS':>9}")  # fmt: skip
+        for name, values in times.items():
+            median = statistics.median(values)
+            print(f"{name:34} {median:7.3f}s {min(values):7.3f}s {median / floor:8.0%} "
+                  f"{peaks[name]:6.0f} MB")  # fmt: skip
+        for label, values in (("run_scan in-process", inproc), ("run_scan, one process", serial)):
+            median = statistics.median(values)
+            print(f"{label:34} {median:7.3f}s {min(values):7.3f}s {median / floor:8.0%}")
     finally:
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -24,12 +24,13 @@ from pooldoctor.core.verdict import FAIL_ON_CHOICES, report_fails
 from pooldoctor.errors import UsageError
 from pooldoctor.reporters import render
 from pooldoctor.reporters.json import SCHEMA
+from pooldoctor.reporters.scan import infer_format as infer_scan_format
 from pooldoctor.scan.model import ScanResult
 
 TIP = "pass a file written with --format json by pooldoctor check, scan or simulate"
 FORMATS = {
     "check": ("text", "json", "junit", "github"),
-    "scan": ("text", "json", "sarif", "github"),
+    "scan": ("text", "json", "sarif", "github", "gitlab", "junit"),
     "simulate": ("text", "json", "junit", "github"),
     "inspect": ("text", "json", "junit", "github"),
 }
@@ -80,6 +81,8 @@ class Saved:
         """``--format`` (else from the output's suffix, else text) and ``--fail-on`` (else the
         command's default), checked against what the command that wrote the report supports."""
         formats, fail_ons = FORMATS[self.command], FAIL_ON[self.command]
+        if fmt is None and self.command == "scan":
+            fmt = infer_scan_format(output, None).value
         if fmt is None:
             suffix = SUFFIXES.get(PurePath(output).suffix.lower()) if output else None
             fmt = suffix if suffix in formats else "text"

@@ -58,7 +58,8 @@ def render(
         from pooldoctor.reporters import scan
         from pooldoctor.scan.checks import all_checks
 
-        return scan.render(report, scan.ScanFormat(fmt), all_checks() if checks is None else checks)
+        chosen = all_checks() if checks is None else checks
+        return scan.render(report, scan.ScanFormat(fmt), chosen, fail_on=fail_on)
     fmt = Format(fmt)
     if fmt is Format.TEXT:
         return console.render(report, width=width, color=color)

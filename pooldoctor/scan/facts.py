@@ -10,13 +10,13 @@ from __future__ import annotations
 import ast
 import dataclasses
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 from pooldoctor.scan import deployment, queries
 from pooldoctor.scan.databases import NOT_LITERAL, read_databases
 from pooldoctor.scan.deployment import Served
 from pooldoctor.scan.source import SourceFile
-from pooldoctor.scan.syntax import calls, dotted, last_name
+from pooldoctor.scan.syntax import calls, dotted, last_name, statements
 
 # "celery==5.5.3", "celery[redis]>=5.4,<5.6", 'celery = "5.5.3"', name = "celery"\nversion = "5.5.3"
 # (also dependencies = ["django", "celery==5.5.3"] and Pipfile's celery = "==5.5.3")
@@ -82,6 +82,12 @@ class Facts:
     """Queries at import time in the modules a WSGI/ASGI app loads before gunicorn forks."""
     url_imports: frozenset[str] = frozenset()
     """Modules a URLconf (a module with ``urlpatterns``) imports: where its views live."""
+    workers: tuple[deployment.Workers, ...] = ()
+    """Commands in deployment files that start Celery workers or web servers, with counts."""
+    budgets: tuple[deployment.Budget, ...] = ()
+    """Places that set the server's ``max_connections``."""
+    gunicorn_configs: tuple[deployment.GunicornConfig, ...] = ()
+    """``workers``/``threads`` in gunicorn config files."""
 
     def is_view_module(self, source: SourceFile) -> bool:
         """``views.py``, a module under ``views/``, or one a URLconf imports."""
@@ -134,7 +140,116 @@ class Facts:
         return self.uses_celery or self.uses_gunicorn
 
 
+@dataclasses.dataclass(frozen=True)
+class FileFacts:
+    """What one file adds to the project's facts: small, so that no syntax tree outlives the file
+    it came from (the scan gathers these in parallel and combines them in path order)."""
+
+    file: str
+    pools: tuple[Location, ...] = ()
+    persistent: tuple[Location, ...] = ()
+    servers: tuple[Served, ...] = ()
+    preloads: tuple[Location, ...] = ()
+    queries: tuple[Query, ...] = ()
+    hook_calls: frozenset[str] = frozenset()
+    url_imports: frozenset[str] = frozenset()
+    workers: tuple[deployment.Workers, ...] = ()
+    budgets: tuple[deployment.Budget, ...] = ()
+    gunicorn_configs: tuple[deployment.GunicornConfig, ...] = ()
+    celery_version: tuple[tuple[int, int], int] | None = None
+    """The pinned (major, minor) and its line."""
+    uses_celery: bool = False
+    uses_gunicorn: bool = False
+    discards_pool_in_child: bool = False
+    gunicorn_fork_hook: bool = False
+
+
 def gather(files: Sequence[SourceFile]) -> Facts:
+    return combine(file_facts(source) for source in files)
+
+
+def file_facts(source: SourceFile) -> FileFacts:
+    """One file's share of the facts. Every question is asked of the text first: the module is
+    parsed (``source.tree``) only when a word it needs is there."""
+    return _python_facts(source) if source.is_python else _text_facts(source)
+
+
+def _text_facts(source: SourceFile) -> FileFacts:
+    text, lines = source.text, source.lines
+    budgets: list[deployment.Budget] = []
+    if "max_connections" in text or "max-connections" in text:
+        budgets += deployment.budgets_in_text(source.path.name, source.relative, lines)
+    preloads: list[Location] = []
+    if "gunicorn" in text.lower() and "preload" in text:
+        where = deployment.preloads_in_text(lines)
+        preloads += [Location(source.relative, line) for line, _ in where]
+    return FileFacts(
+        file=source.relative,
+        celery_version=_celery_version(text),
+        uses_gunicorn="gunicorn" in text,
+        servers=tuple(deployment.servers_in_text(source.path.name, source.relative, lines)),
+        workers=tuple(deployment.workers_in_text(source.path.name, source.relative, lines)),
+        budgets=tuple(budgets),
+        preloads=tuple(preloads),
+    )
+
+
+def _python_facts(source: SourceFile) -> FileFacts:
+    text, relative = source.text, source.relative
+    queries: list[Query] = []
+    if ("objects" in text or "connection" in text) and _APP_LOADED.search(relative):
+        queries = _import_queries(source)
+    servers: list[Served] = []
+    if any(word in text for word in ("worker_class", "uvicorn", "hypercorn")) and source.tree:
+        servers += deployment.servers_in_python(relative, source.tree)
+    configs: list[deployment.GunicornConfig] = []
+    # gunicorn_config reads only files named after gunicorn
+    if ("workers" in text or "threads" in text) and "gunicorn" in relative and source.tree:
+        config = deployment.gunicorn_config(relative, source.tree)
+        configs += [config] if config else []
+    preloads: list[Location] = []
+    if "preload_app" in text and source.tree:
+        where = deployment.preloads_in_python(source.tree)
+        preloads = [Location(relative, line) for line, _ in where]
+    url_imports: set[str] = set()
+    if "urlpatterns" in text and source.tree:
+        url_imports = _imported_modules(source.module_name, source.tree)
+    persistent: list[Location] = []
+    if "CONN_MAX_AGE" in text or "conn_max_age" in text:
+        persistent = _persistent(source)
+    pools: list[Location] = []
+    # A pool is OPTIONS["pool"]: both words are in the text of a module that sets one.
+    if "pool" in text and "OPTIONS" in text and source.tree:
+        pools = [Location(relative, s.line) for s in read_databases(source.tree).pools]
+    discards = fork_hook = False
+    hook_calls: set[str] = set()
+    if "worker_process_init" in text and "close_pool" in text and source.tree:
+        discards = _handler_calls(source.tree, {"worker_process_init"}, {"close_pool"})
+    # A gunicorn post_fork hook may only call connections.close_all(): its name decides.
+    if ("post_fork" in text or "post_worker_init" in text) and source.tree:
+        fork_hook = _gunicorn_hook(source.tree)
+        hook_calls = _gunicorn_hook_calls(source.tree)
+    uses_celery = "celery" in text and source.tree is not None and _imports(source.tree, "celery")
+    return FileFacts(
+        file=relative,
+        pools=tuple(pools),
+        persistent=tuple(persistent),
+        servers=tuple(servers),
+        preloads=tuple(preloads),
+        queries=tuple(queries),
+        hook_calls=frozenset(hook_calls),
+        url_imports=frozenset(url_imports),
+        gunicorn_configs=tuple(configs),
+        uses_celery=uses_celery,
+        uses_gunicorn="gunicorn" in text or relative.endswith("gunicorn.conf.py"),
+        discards_pool_in_child=discards,
+        gunicorn_fork_hook=fork_hook,
+    )
+
+
+def combine(shares: Iterable[FileFacts]) -> Facts:
+    """The project's facts from each file's, in path order (the first Celery pin wins, and the
+    first pool, server and query found are the ones messages name)."""
     pools: list[Location] = []
     persistent: list[Location] = []
     servers: list[Served] = []
@@ -142,47 +257,30 @@ def gather(files: Sequence[SourceFile]) -> Facts:
     queries: list[Query] = []
     hook_calls: set[str] = set()
     url_imports: set[str] = set()
+    workers: list[deployment.Workers] = []
+    budgets: list[deployment.Budget] = []
+    gunicorn_configs: list[deployment.GunicornConfig] = []
     uses_celery = uses_gunicorn = discards = fork_hook = False
     version: tuple[int, int] | None = None
     version_at: Location | None = None
-    for source in files:
-        text = source.text
-        if not source.is_python:
-            found = _celery_version(text)
-            if found and version is None:
-                version, line = found
-                version_at = Location(source.relative, line)
-            uses_gunicorn = uses_gunicorn or "gunicorn" in text
-            servers += deployment.servers_in_text(source.path.name, source.relative, source.lines)
-            if "gunicorn" in text.lower() and "preload" in text:
-                where = deployment.preloads_in_text(source.lines)
-                preloads += [Location(source.relative, line) for line, _ in where]
-            continue
-        if "gunicorn" in text or source.relative.endswith("gunicorn.conf.py"):
-            uses_gunicorn = True
-        if ("objects" in text or "connection" in text) and _APP_LOADED.search(source.relative):
-            queries += _import_queries(source)
-        if any(word in text for word in ("worker_class", "uvicorn", "hypercorn")) and source.tree:
-            servers += deployment.servers_in_python(source.relative, source.tree)
-        if "preload_app" in text and source.tree is not None:
-            where = deployment.preloads_in_python(source.tree)
-            preloads += [Location(source.relative, line) for line, _ in where]
-        if "urlpatterns" in text and source.tree is not None:
-            url_imports |= _imported_modules(source.module_name, source.tree)
-        if "CONN_MAX_AGE" in text or "conn_max_age" in text:
-            persistent += _persistent(source)
-        if not any(word in text for word in ("celery", "DATABASES", "pool", "post_")):
-            continue  # "post_": a gunicorn post_fork hook may only call connections.close_all()
-        tree = source.tree
-        if tree is None:
-            continue
-        if "celery" in text and _imports(tree, "celery"):
-            uses_celery = True
-        if "pool" in text:
-            pools += [Location(source.relative, s.line) for s in read_databases(tree).pools]
-        discards = discards or _handler_calls(tree, {"worker_process_init"}, {"close_pool"})
-        fork_hook = fork_hook or _gunicorn_hook(tree)
-        hook_calls |= _gunicorn_hook_calls(tree)
+    for share in shares:
+        if share.celery_version is not None and version is None:
+            version, line = share.celery_version
+            version_at = Location(share.file, line)
+        pools += share.pools
+        persistent += share.persistent
+        servers += share.servers
+        preloads += share.preloads
+        queries += share.queries
+        hook_calls |= share.hook_calls
+        url_imports |= share.url_imports
+        workers += share.workers
+        budgets += share.budgets
+        gunicorn_configs += share.gunicorn_configs
+        uses_celery = uses_celery or share.uses_celery
+        uses_gunicorn = uses_gunicorn or share.uses_gunicorn
+        discards = discards or share.discards_pool_in_child
+        fork_hook = fork_hook or share.gunicorn_fork_hook
     return Facts(
         pools=tuple(pools),
         uses_celery=uses_celery,
@@ -197,6 +295,9 @@ def gather(files: Sequence[SourceFile]) -> Facts:
         persistent=tuple(persistent),
         app_import_queries=tuple(queries),
         url_imports=frozenset(url_imports),
+        workers=tuple(workers),
+        budgets=tuple(budgets),
+        gunicorn_configs=tuple(gunicorn_configs),
     )
 
 
@@ -216,7 +317,7 @@ def _celery_version(text: str) -> tuple[tuple[int, int], int] | None:
 
 
 def _imports(tree: ast.Module, module: str) -> bool:
-    for node in ast.walk(tree):
+    for node in statements(tree):
         if isinstance(node, ast.Import) and any(a.name.split(".")[0] == module for a in node.names):
             return True
         if isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0] == module:
@@ -227,7 +328,7 @@ def _imports(tree: ast.Module, module: str) -> bool:
 def _handler_calls(tree: ast.Module, signals: set[str], wanted: set[str]) -> bool:
     """A function connected to one of ``signals`` (``@sig.connect`` or ``sig.connect(f)``) whose
     body calls one of ``wanted``."""
-    functions = {n.name: n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)}
+    functions = {n.name: n for n in statements(tree) if isinstance(n, ast.FunctionDef)}
     handlers: list[ast.AST] = []
     for function in functions.values():
         for decorator in function.decorator_list:
@@ -274,9 +375,11 @@ def _import_queries(source: SourceFile) -> list[Query]:
     tree = source.tree
     if tree is None or ("objects" not in source.text and "connection" not in source.text):
         return []
-    if queries.calls_django_setup(tree):
+    if "setup" in source.text and queries.calls_django_setup(tree):
         return []
-    bodies = [tree.body] + [r.body for r in queries.ready_methods(tree)]
+    bodies = [tree.body]
+    if "AppConfig" in source.text and "ready" in source.text:
+        bodies += [r.body for r in queries.ready_methods(tree)]
     found: dict[int, Query] = {}
     for body in bodies:
         for node in queries.executed(body):
@@ -292,7 +395,7 @@ def _imported_modules(module: str, tree: ast.Module) -> set[str]:
     ``module``; for ``from a import b`` both ``a`` and ``a.b`` (``b`` may be a submodule)."""
     package = module.rsplit(".", 1)[0] if "." in module else ""
     found: set[str] = set()
-    for node in ast.walk(tree):
+    for node in statements(tree):
         if isinstance(node, ast.Import):
             found |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):

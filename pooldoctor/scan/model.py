@@ -78,6 +78,10 @@ class ScanResult:
     """Files read and checked (the skipped ones are not counted)."""
     skipped: tuple[SkippedFile, ...] = ()
     """Sorted by path. Reports saved before this field existed load with none."""
+    scanned: tuple[str, ...] = ()
+    """The directories scanned (a file given by name: its directory), absolute and normalised:
+    SARIF's URIs are relative to them. Not in the JSON (absolute paths would differ between
+    checkouts), so a saved report loads with none."""
 
     def reaches(self, fail_on: str) -> bool:
         """Whether any finding is at or above ``fail_on`` (a severity, or ``never``). Skipped

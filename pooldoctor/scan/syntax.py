@@ -7,6 +7,7 @@ Names are matched by their last dotted part where projects alias freely (``app.t
 from __future__ import annotations
 
 import ast
+from collections import deque
 from collections.abc import Iterator
 
 # Django's async QuerySet/Manager/Model methods (django/db/models/query.py, base.py).
@@ -24,6 +25,9 @@ CLEANUP_CALLS = frozenset(
 EVENT_LOOP_RUNNERS = frozenset({"run", "run_until_complete"})
 
 FunctionNode = ast.FunctionDef | ast.AsyncFunctionDef
+# Where statements nest: bodies, else/finally blocks, except handlers and match cases (which are
+# not statements themselves but hold a body).
+_BLOCKS = frozenset({"body", "orelse", "finalbody", "handlers", "cases"})
 
 
 def dotted(node: ast.AST) -> str:
@@ -50,17 +54,44 @@ def is_celery_task_decorator(decorator: ast.expr) -> bool:
     )
 
 
+def statements(tree: ast.AST) -> Iterator[ast.AST]:
+    """``tree`` and every statement in it, nested ones included, breadth first as
+    :func:`ast.walk`, without descending into expressions: functions and classes are always
+    statements, and expressions are most of a tree's nodes."""
+    pending = deque([tree])
+    while pending:
+        node = pending.popleft()
+        yield node
+        for field in node._fields:  # in ast.walk's order
+            if field in _BLOCKS:
+                pending.extend(getattr(node, field))
+
+
 def celery_tasks(tree: ast.AST) -> Iterator[FunctionNode]:
     """Functions decorated as Celery tasks."""
-    for node in ast.walk(tree):
+    for node in statements(tree):
         if isinstance(node, FunctionNode) and any(
             is_celery_task_decorator(d) for d in node.decorator_list
         ):
             yield node
 
 
+def walk(node: ast.AST) -> Iterator[ast.AST]:
+    """:func:`ast.walk`, in the same order, at twice its speed (no generator per node)."""
+    pending = deque([node])
+    while pending:
+        node = pending.popleft()
+        for field in node._fields:
+            value = getattr(node, field, None)
+            if isinstance(value, list):
+                pending.extend(item for item in value if isinstance(item, ast.AST))
+            elif isinstance(value, ast.AST):
+                pending.append(value)
+        yield node
+
+
 def calls(node: ast.AST) -> Iterator[ast.Call]:
-    for child in ast.walk(node):
+    for child in walk(node):
         if isinstance(child, ast.Call):
             yield child
 
@@ -74,7 +105,7 @@ def runs_event_loop(call: ast.Call) -> bool:
 def uses_async_orm(node: ast.AST) -> bool:
     """Whether the code awaits one of Django's async ORM methods or iterates a queryset with
     ``async for``."""
-    for child in ast.walk(node):
+    for child in walk(node):
         if isinstance(child, ast.Attribute) and child.attr in ASYNC_ORM_METHODS:
             return True
         if isinstance(child, ast.AsyncFor) and ".objects" in f".{dotted(child.iter)}":
@@ -85,7 +116,7 @@ def uses_async_orm(node: ast.AST) -> bool:
 def uses_sync_orm(node: ast.AST) -> bool:
     """Whether the code touches the ORM or a connection synchronously (``X.objects``, ``.save()``,
     ``transaction.atomic``, ``connection.cursor``)."""
-    for child in ast.walk(node):
+    for child in walk(node):
         if isinstance(child, ast.Attribute):
             if child.attr == "objects":
                 return True
@@ -99,8 +130,20 @@ def uses_sync_orm(node: ast.AST) -> bool:
 
 
 def parents(tree: ast.AST) -> dict[ast.AST, ast.AST]:
-    """Each node's parent, for walking outwards."""
-    return {child: parent for parent in ast.walk(tree) for child in ast.iter_child_nodes(parent)}
+    """Each node's parent, for walking outwards (ast shares its operator and context nodes,
+    ``Load()``, ``Add()``...: theirs is one of many)."""
+    parent_of: dict[ast.AST, ast.AST] = {}
+    pending = [tree]
+    while pending:
+        node = pending.pop()
+        for field in node._fields:
+            value = getattr(node, field, None)
+            children = value if isinstance(value, list) else (value,)
+            for child in children:
+                if isinstance(child, ast.AST):
+                    parent_of[child] = node
+                    pending.append(child)
+    return parent_of
 
 
 def enclosing_functions(node: ast.AST, parent_of: dict[ast.AST, ast.AST]) -> Iterator[FunctionNode]:
@@ -145,7 +188,7 @@ def is_false(node: ast.expr | None) -> bool:
 
 def thread_sensitive_contexts(node: ast.AST) -> Iterator[ast.AsyncWith]:
     """``async with ThreadSensitiveContext():`` blocks anywhere in ``node``."""
-    for child in ast.walk(node):
+    for child in walk(node):
         if isinstance(child, ast.AsyncWith) and any(
             last_name(item.context_expr) == "ThreadSensitiveContext" for item in child.items
         ):

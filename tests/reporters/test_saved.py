@@ -192,7 +192,8 @@ def test_fails_as_simulate_would(
         ("check", "out.sarif", None, ("text", "leak")),
         ("check", "out.json", "github", ("github", "leak")),
         ("scan", "out.sarif", None, ("sarif", "warning")),
-        ("scan", "out.xml", None, ("text", "warning")),
+        ("scan", "out.xml", None, ("junit", "warning")),
+        ("scan", "gl-code-quality-report.json", None, ("gitlab", "warning")),
         ("simulate", None, "junit", ("junit", "leak")),
     ],
 )
@@ -208,7 +209,7 @@ def test_options_default_as_the_command_that_wrote_it(
     ("command", "fmt", "fail_on", "message"),
     [
         ("check", "sarif", None, "--format sarif is not available for s.json, a check report"),
-        ("scan", "junit", None, "--format junit is not available for s.json, a scan report"),
+        ("check", "gitlab", None, "--format gitlab is not available for s.json, a check report"),
         ("check", None, "warning", "--fail-on warning does not apply to s.json, a check report"),
         ("scan", None, "leak", "--fail-on leak does not apply to s.json, a scan report"),
     ],

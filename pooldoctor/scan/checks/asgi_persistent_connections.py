@@ -38,12 +38,15 @@ FIX = (
 )
 
 
+NEEDS = ("CONN_MAX_AGE", "conn_max_age")
+
+
 @register(__name__, "PD316", Severity.ERROR, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     served = facts.asgi_server
-    if served is None or source.tree is None:
+    if served is None or ("CONN_MAX_AGE" not in source.text and "conn_max_age" not in source.text):
         return
-    if "CONN_MAX_AGE" not in source.text and "conn_max_age" not in source.text:
+    if source.tree is None:
         return
     settings = read_databases(source.tree)
     parent_of = parents(source.tree)

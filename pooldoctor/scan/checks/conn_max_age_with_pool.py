@@ -25,6 +25,9 @@ FIX = (
 )
 
 
+NEEDS = (("pool", "OPTIONS"),)
+
+
 @register(__name__, "PD101", Severity.ERROR, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if "pool" not in source.text or source.tree is None:

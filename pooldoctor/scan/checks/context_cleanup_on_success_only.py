@@ -24,6 +24,9 @@ from pooldoctor.scan.source import SourceFile
 FIX = "move the awaited cleanup into a finally block inside the ThreadSensitiveContext"
 
 
+NEEDS = ("ThreadSensitiveContext",)
+
+
 @register(__name__, "PD304", Severity.ERROR, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     for block, parent_of in task_contexts(source):

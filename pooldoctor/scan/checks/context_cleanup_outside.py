@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.facts import Facts
+from pooldoctor.scan.modules import import_name
 from pooldoctor.scan.source import SourceFile
 from pooldoctor.scan.syntax import (
     calls,
@@ -25,12 +26,16 @@ from pooldoctor.scan.syntax import (
     last_name,
     outermost_function,
     parents,
+    statements,
 )
 
 FIX = (
     "await sync_to_async(close_old_connections)() inside the ThreadSensitiveContext, in a "
     "finally block, so the connection goes back on the thread that opened it"
 )
+
+
+NEEDS = ("ThreadSensitiveContext",)
 
 
 @register(__name__, "PD303", Severity.ERROR, FIX)
@@ -53,10 +58,10 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
 def task_contexts(source: SourceFile) -> Iterator[tuple[ast.AsyncWith, dict[ast.AST, ast.AST]]]:
     """``async with ThreadSensitiveContext(...)`` blocks outside ASGI code (middleware and
     handlers get ``request_finished`` on the right thread from Django)."""
-    if source.tree is None or "ThreadSensitiveContext" not in source.text:
+    if "ThreadSensitiveContext" not in source.text or source.tree is None:
         return
     parent_of = parents(source.tree)
-    for node in ast.walk(source.tree):
+    for node in statements(source.tree):
         if not isinstance(node, ast.AsyncWith):
             continue
         if not any(last_name(item.context_expr) == "ThreadSensitiveContext" for item in node.items):
@@ -75,9 +80,10 @@ def cleanups_on_context_thread(block: ast.AsyncWith) -> Iterator[ast.Call]:
 
 def confirm_hint(source: SourceFile, node: ast.AST, parent_of: dict[ast.AST, ast.AST]) -> str:
     outer = outermost_function(node, parent_of)
-    if outer is None or parent_of.get(outer) is not source.tree:
+    module = import_name(source)
+    if outer is None or parent_of.get(outer) is not source.tree or module is None:
         return ""
-    return f"; confirm with: pooldoctor check --wrapper {source.module_name}:{outer.name}"
+    return f"; confirm with: pooldoctor check --wrapper {module}:{outer.name}"
 
 
 def _cleanup_outside(block: ast.AsyncWith, parent_of: dict[ast.AST, ast.AST]) -> int | None:

@@ -33,20 +33,25 @@ FIX = (
 )
 
 
+NEEDS = ("objects", "connection")
+
+
 @register(__name__, "PD314", Severity.WARNING, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
-    if not (facts.has_pool and facts.forks_workers) or source.tree is None:
+    if not (facts.has_pool and facts.forks_workers):
         return
-    if "objects" not in source.text and "connection" not in source.text:
+    if ("objects" not in source.text and "connection" not in source.text) or source.tree is None:
         return
-    if calls_django_setup(source.tree):
+    if "setup" in source.text and calls_django_setup(source.tree):
         return
     # PD315 names these queries, on the --preload line, when gunicorn is the only forking host.
     covered = set()
     if facts.preload_shares_import_query and not facts.uses_celery:
         covered = {q.line for q in facts.app_import_queries if q.file == source.relative}
     places = [(executed(source.tree.body), "at import time")]
-    places += [(executed(r.body), "in AppConfig.ready()") for r in ready_methods(source.tree)]
+    if "AppConfig" in source.text and "ready" in source.text:
+        ready = ready_methods(source.tree)
+        places += [(executed(r.body), "in AppConfig.ready()") for r in ready]
     for nodes, where in places:
         lines: set[int] = set()
         for node in nodes:

@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.facts import Facts
+from pooldoctor.scan.modules import import_name
 from pooldoctor.scan.source import SourceFile
 from pooldoctor.scan.syntax import (
     ASYNC_ORM_METHODS,
@@ -32,6 +33,7 @@ from pooldoctor.scan.syntax import (
     last_name,
     parents,
     runs_event_loop,
+    statements,
     thread_sensitive_contexts,
     uses_async_orm,
 )
@@ -42,6 +44,9 @@ FIX = (
     "in pooldoctor check"
 )
 TASK_BASE_METHODS = frozenset({"__call__", "run"})
+
+
+NEEDS = ("asyncio.run", "run_until_complete")
 
 
 @register(__name__, "PD301", Severity.WARNING, FIX)
@@ -87,7 +92,7 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
 def task_base_methods(tree: ast.AST) -> Iterator[tuple[ast.ClassDef, FunctionNode]]:
     """``__call__`` and ``run`` of classes based on a Celery ``Task`` (``celery.Task``,
     ``app.Task``, ``Task``)."""
-    for node in ast.walk(tree):
+    for node in statements(tree):
         if not isinstance(node, ast.ClassDef):
             continue
         if not any(last_name(b) == "Task" and dotted(b) != "asyncio.Task" for b in node.bases):
@@ -98,7 +103,7 @@ def task_base_methods(tree: ast.AST) -> Iterator[tuple[ast.ClassDef, FunctionNod
 
 
 def functions_by_name(tree: ast.AST) -> dict[str, FunctionNode]:
-    return {n.name: n for n in ast.walk(tree) if isinstance(n, FunctionNode)}
+    return {n.name: n for n in statements(tree) if isinstance(n, FunctionNode)}
 
 
 def reached_functions(
@@ -125,11 +130,12 @@ def _confirm_hint(
 ) -> str:
     hint = "; confirm with: pooldoctor check --modes asyncio-run"
     outer = enclosing[-1]
-    if len(enclosing) > 1 and parent_of.get(outer) is source.tree:
+    module = import_name(source)
+    if module and len(enclosing) > 1 and parent_of.get(outer) is source.tree:
         # The run call sits in a decorator's inner function (two levels) or in a decorator
         # factory's (three): the project's own wrapper, which check can measure.
         factory = "()" if len(enclosing) > 2 else ""
-        hint += f" --wrapper {source.module_name}:{outer.name}{factory}"
+        hint += f" --wrapper {module}:{outer.name}{factory}"
     return hint
 
 
@@ -144,7 +150,7 @@ def _mentions_async_orm(text: str) -> bool:
 
 
 def _uses_celery(tree: ast.Module) -> bool:
-    for node in ast.walk(tree):
+    for node in statements(tree):
         if isinstance(node, ast.Import):
             names = [a.name for a in node.names]
         elif isinstance(node, ast.ImportFrom):

@@ -35,6 +35,9 @@ FIX = (
 )
 
 
+NEEDS = ("preload",)
+
+
 @register(__name__, "PD315", Severity.ERROR, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if not facts.preload_shares_import_query or "preload" not in source.text:

@@ -26,6 +26,9 @@ FIX = (
 )
 
 
+NEEDS = ("preload",)
+
+
 @register(__name__, "PD311", Severity.WARNING, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if not facts.has_pool or facts.gunicorn_fork_hook or "preload" not in source.text:

@@ -23,6 +23,9 @@ from pooldoctor.scan.syntax import last_name
 FIX = 'set OPTIONS["pool"]["timeout"] to a few seconds (e.g. 5) so exhaustion fails fast'
 
 
+NEEDS = (("pool", "OPTIONS"),)
+
+
 @register(__name__, "PD103", Severity.WARNING, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if "pool" not in source.text or source.tree is None:

@@ -11,6 +11,7 @@ reports it as ``PoolTimeout: couldn't get a connection after 30.0 sec``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 
 from pooldoctor.core.model import Severity
@@ -23,6 +24,10 @@ FIX = (
     "upgrade Celery to 5.6 or later, or connect a worker_process_init handler that calls "
     "close_pool() on every alias (for conn in connections.all(): conn.close_pool())"
 )
+
+
+# Reported on the line that pins Celery (the pins are matched ignoring case).
+NEEDS = (re.compile("celery", re.IGNORECASE),)
 
 
 @register(__name__, "PD313", Severity.WARNING, FIX)

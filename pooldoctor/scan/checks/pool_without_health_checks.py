@@ -22,6 +22,9 @@ from pooldoctor.scan.source import SourceFile
 FIX = 'set "CONN_HEALTH_CHECKS": True (Django then checks each connection on checkout)'
 
 
+NEEDS = (("pool", "OPTIONS"),)
+
+
 @register(__name__, "PD105", Severity.INFO, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if "pool" not in source.text or source.tree is None:

@@ -42,6 +42,9 @@ FIX = (
 )
 
 
+NEEDS = (("Task", "asyncio.run"), ("Task", "run_until_complete"))
+
+
 @register(__name__, "PD302", Severity.WARNING, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     text = source.text

@@ -22,9 +22,12 @@ FIX = (
 )
 
 
+NEEDS = (("async def", "task"),)
+
+
 @register(__name__, "PD306", Severity.ERROR, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
-    if source.tree is None or "async def" not in source.text:
+    if "async def" not in source.text or source.tree is None:
         return
     for task in celery_tasks(source.tree):
         # Decorators apply bottom up: one below the task decorator (@async_to_sync, a project's

@@ -26,6 +26,7 @@ from pooldoctor.scan.syntax import (
     is_false,
     keyword,
     last_name,
+    statements,
     uses_sync_orm,
 )
 
@@ -34,6 +35,9 @@ FIX = (
     "ORM on one thread that a ThreadSensitiveContext or async_to_sync can clean up)"
 )
 HINT = "; confirm with: pooldoctor check --modes thread-insensitive"
+
+
+NEEDS = (("thread_sensitive", "sync_to_async", "False"),)
 
 
 @register(__name__, "PD305", Severity.ERROR, FIX)
@@ -58,7 +62,7 @@ def thread_insensitive_orm_calls(source: SourceFile) -> Iterator[tuple[ast.Call,
     tree = source.tree
     if tree is None:
         return
-    functions = {n.name: n for n in ast.walk(tree) if isinstance(n, FunctionNode)}
+    functions = {n.name: n for n in statements(tree) if isinstance(n, FunctionNode)}
     decorated = {d: f for f in functions.values() for d in f.decorator_list}
     applied = {c.func: c for c in calls(tree) if isinstance(c.func, ast.Call)}
     for call in calls(tree):

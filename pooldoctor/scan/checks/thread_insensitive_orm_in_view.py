@@ -32,6 +32,9 @@ FIX = (
 )
 
 
+NEEDS = (("thread_sensitive", "sync_to_async", "False"),)
+
+
 @register(__name__, "PD307", Severity.ERROR, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if "thread_sensitive" not in source.text or not facts.is_view_module(source):

@@ -32,6 +32,9 @@ _OPTION = re.compile(r"""(?<![\w-])(?:-P|--pool(?![\w-]))[\s=",']*(threads|geven
 _COMMENT = re.compile(r"^\s*[#;].*|\s#.*")
 
 
+NEEDS = ("thread", "gevent", "eventlet")
+
+
 @register(__name__, "PD312", Severity.WARNING, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if not facts.has_pool or not any(k in source.text for k in ("thread", "gevent", "eventlet")):
