@@ -13,43 +13,160 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
-from rich.console import Console
 
-from pooldoctor import __version__
-from pooldoctor.commands import report as saved
-from pooldoctor.commands.check import CheckOptions, run_check, subject_count
-from pooldoctor.commands.scan import max_file_size, run_scan, select_checks
-from pooldoctor.config import tool_config
-from pooldoctor.core import verdict
-from pooldoctor.core.model import InspectReport, Report, SimulateReport, SubjectRun
-from pooldoctor.core.probes import all_modes
-from pooldoctor.core.project_tasks import parse_arguments
-from pooldoctor.core.subjects import Subject
-from pooldoctor.core.verdict import FAIL_ON_CHOICES
-from pooldoctor.errors import ExitCode, PooldoctorError, UsageError
-from pooldoctor.hosts.celery.fleet import FleetOptions
-from pooldoctor.hosts.inprocess.isolation import Progress
-from pooldoctor.reporters import Format, infer_format, render
-from pooldoctor.reporters.scan import ScanFormat
+# Only what defining the commands needs: each command imports its own modules when it runs, so
+# --help loads neither the reporters nor Django, and scan never loads Django or Celery.
+from pooldoctor import __version__, extras
+from pooldoctor.config import config_globs, config_list
+from pooldoctor.errors import ExitCode, MissingExtraError, PooldoctorError, UsageError
+
+if TYPE_CHECKING:
+    from pooldoctor.core.model import InspectReport, Report, SimulateReport, SubjectRun
+    from pooldoctor.core.subjects import Subject
+    from pooldoctor.hosts.inprocess.isolation import Progress
 
 EXIT_CODES_HELP = (
     "Exit codes: 0 nothing reached --fail-on; 1 a project wrapper or task reached --fail-on; "
     "2 usage error; 3 the check could not run (settings, database, engine, wrapper, missing "
     "extra); 130 interrupted (Ctrl-C, SIGTERM or SIGHUP)."
 )
-FIXTURES = Path(__file__).resolve().parent.parent / "fixtures"
+DEMO = Path(__file__).resolve().parent / "demo" / "leaky"
+"""The bundled leaking project (package data: in the wheel as in the source tree)."""
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]}, epilog=EXIT_CODES_HELP)
 @click.version_option(__version__, prog_name="pooldoctor")
-def cli() -> None:
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="Only the report: no progress on the terminal, no one-line summary on stderr after "
+    "--output.",
+)
+@click.option(
+    "--verbose",
+    "-v",
+    is_flag=True,
+    help="More on stderr: a line per subject measured (and per simulated task) when stderr is "
+    "not a terminal, and the files scan skipped, with --output or a format other than text (the "
+    "text report lists them itself).",
+)
+@click.pass_context
+def cli(context: click.Context, quiet: bool, verbose: bool) -> None:
     """Measure whether a Django project leaks database connections when async ORM code runs
-    outside a request (Celery tasks, scripts, management commands)."""
+    outside a request (Celery tasks, scripts, management commands).
+
+    -q and -v go before the command or after it (pooldoctor -q check, pooldoctor check -q).
+    [tool.pooldoctor] is read from the nearest pyproject.toml upward that has it (an unknown
+    key is an error).
+
+    Shell completion: eval "$(_POOLDOCTOR_COMPLETE=bash_source pooldoctor)" in ~/.bashrc,
+    zsh_source in ~/.zshrc; fish: _POOLDOCTOR_COMPLETE=fish_source pooldoctor | source.
+    """
+    if quiet and verbose:
+        raise UsageError("-q and -v both given", "choose one: -q for less, -v for more")
+    context.obj = 0 if quiet else 2 if verbose else 1
+
+
+def _set_verbosity(level: int) -> Callable[[click.Context, click.Parameter, bool], None]:
+    """-q/-v after the command (``pooldoctor scan -q``), as before it: both set the root's level."""
+
+    def callback(context: click.Context, _: click.Parameter, given: bool) -> None:
+        root = context.find_root()
+        if not given:
+            return
+        if root.obj not in (None, 1, level):
+            raise UsageError("-q and -v both given", "choose one: -q for less, -v for more")
+        root.obj = level
+
+    return callback
+
+
+def _verbosity_options(func: Any) -> Any:
+    func = click.option(
+        "--verbose",
+        "-v",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_verbosity(2),
+        help="More detail on stderr (as pooldoctor -v).",
+    )(func)
+    return click.option(
+        "--quiet",
+        "-q",
+        is_flag=True,
+        expose_value=False,
+        callback=_set_verbosity(0),
+        help="Only the report: no progress, no summary line (as pooldoctor -q).",
+    )(func)
+
+
+def _verbosity() -> int:
+    """0 with -q, 2 with -v, 1 otherwise (and outside a command line: a test calling a helper)."""
+    context = click.get_current_context(silent=True)
+    level = context.find_root().obj if context is not None else None
+    return 1 if level is None else int(level)
+
+
+def _summary(outcome: str, output: str | None) -> None:
+    """After ``--output``: one line on stderr, so a CI log shows what the file says (not -q)."""
+    if output and _verbosity():
+        click.echo(f"pooldoctor: {outcome}: report written to {output}", err=True)
+
+
+class _Choices(click.Choice):
+    """A ``click.Choice`` whose values are loaded when its option is first parsed, completed or
+    shown in help: the modules that list them (reporters, verdicts) stay unimported otherwise."""
+
+    def __init__(self, load: Callable[[], Iterable[str]]) -> None:
+        self._load = load
+        self._choices: tuple[str, ...] | None = None
+        self.case_sensitive = True
+
+    @property
+    def choices(self) -> tuple[str, ...]:
+        if self._choices is None:
+            self._choices = tuple(self._load())
+        return self._choices
+
+    @choices.setter
+    def choices(self, values: Iterable[str]) -> None:
+        self._choices = tuple(values)
+
+
+def _report_formats() -> list[str]:
+    from pooldoctor.reporters import Format
+
+    return [f.value for f in Format]
+
+
+def _fail_on_choices() -> list[str]:
+    from pooldoctor.core.verdict import FAIL_ON_CHOICES
+
+    return list(FAIL_ON_CHOICES)
+
+
+def _scan_formats() -> list[str]:
+    from pooldoctor.reporters.scan import ScanFormat
+
+    return [f.value for f in ScanFormat]
+
+
+def _saved_formats() -> list[str]:
+    from pooldoctor.commands import report as saved
+
+    return sorted({f for formats in saved.FORMATS.values() for f in formats})
+
+
+def _saved_fail_on() -> list[str]:
+    from pooldoctor.commands import report as saved
+
+    return list(dict.fromkeys(f for v in saved.FAIL_ON.values() for f in v))
 
 
 OUTPUT_OPTION = click.option(
@@ -66,13 +183,13 @@ def _report_options(func: Any, fail_on: str = "leak") -> Any:
             click.option(
                 "--format",
                 "fmt",
-                type=click.Choice([f.value for f in Format]),
+                type=_Choices(_report_formats),
                 help="Report format (default: from --output's extension, else text).",
             ),
             OUTPUT_OPTION,
             click.option(
                 "--fail-on",
-                type=click.Choice(list(FAIL_ON_CHOICES)),
+                type=_Choices(_fail_on_choices),
                 default=fail_on,
                 show_default=True,
                 help="Exit 1 when the project's verdict is at or above this (unmeasured: also "
@@ -269,6 +386,7 @@ ALLOW_WRITES = click.option(
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
+@_verbosity_options
 @_project_options
 @click.option("--list-modes", is_flag=True, help="List the built-in modes and exit.")
 @click.option(
@@ -295,10 +413,14 @@ def check(list_modes: bool, no_tracking: bool, **kwargs: Any) -> int:
     so there sessions may write.
     """
     if list_modes:
+        from pooldoctor.core.probes import all_modes
+
         for mode in all_modes():
             click.echo(f"{mode.name:34} {mode.summary}")
         return ExitCode.OK
     urls, web = _web_options(**{name: kwargs.pop(name) for name in WEB_OPTIONS})
+    if urls:
+        extras.require("httpx", "web", "check --url (its requests are sent with httpx)")
     return _check(**kwargs, tracking=not no_tracking, urls=urls, web=web)
 
 
@@ -355,6 +477,7 @@ def _web_options(
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
+@_verbosity_options
 @click.option(
     "--database",
     metavar="URL|embedded",
@@ -366,12 +489,13 @@ def _web_options(
 def demo(**kwargs: Any) -> int:
     """Run check on the bundled leaking project (its wrapper follows the widely shared recipe),
     against an ephemeral PostgreSQL unless --database says otherwise."""
-    project = FIXTURES / "leaky"
-    if not project.is_dir():
-        raise UsageError(
-            "the demo project ships with the source tree only",
-            "clone the repository and run pooldoctor demo from it",
+    project = DEMO
+    if not (project / "mysite" / "settings.py").is_file():
+        raise MissingExtraError(
+            f"the demo project is missing from this installation ({project})",
+            "reinstall pooldoctor: pip install --force-reinstall 'pooldoctor[embedded]'",
         )
+    extras.require("celery", "celery", "pooldoctor demo (its project is a Celery recipe)")
     kwargs.update(
         settings="mysite.settings",
         pythonpath=(str(project),),
@@ -380,7 +504,9 @@ def demo(**kwargs: Any) -> int:
         modes=None,
         cwd=str(project),
     )
-    return _check(**kwargs)
+    # Installed in a project's virtualenv, the demo is under that project's pyproject.toml: its
+    # [tool.pooldoctor] wrappers are not the demo's.
+    return _check(**kwargs, read_config=False)
 
 
 def _check(
@@ -406,7 +532,11 @@ def _check(
     allow_writes: bool = False,
     urls: tuple[dict[str, Any], ...] = (),
     web: dict[str, Any] | None = None,
+    read_config: bool = True,
 ) -> int:
+    from pooldoctor.commands.check import CheckOptions, run_check, subject_count
+    from pooldoctor.reporters import infer_format
+
     if not settings:
         raise UsageError(
             "no settings module", "pass --settings mysite.settings or set DJANGO_SETTINGS_MODULE"
@@ -414,11 +544,12 @@ def _check(
     call_args, call_kwargs = _task_arguments(task_paths, task_args, task_kwargs)
     cwd = cwd or os.getcwd()
     _check_writable(output)
+    configured = config_list(Path(cwd), "wrappers") if read_config else []
     options = CheckOptions(
         settings=settings,
         alias=alias,
         pythonpath=tuple(os.path.abspath(p) for p in pythonpath),
-        wrappers=tuple(dict.fromkeys([*wrappers, *_pyproject_wrappers(Path(cwd))])),
+        wrappers=tuple(dict.fromkeys([*wrappers, *configured])),
         modes=_modes(modes),
         tasks=tasks,
         database=database,
@@ -454,6 +585,8 @@ def _task_arguments(
                 f"{option} nests more than {JSON_DEPTH} levels of lists and objects",
                 f"pass the task's arguments flatter, for example {option} {example}",
             )
+    from pooldoctor.core.project_tasks import parse_arguments
+
     return parse_arguments(task_args, task_kwargs)
 
 
@@ -494,6 +627,8 @@ def _modes(modes: str | None) -> tuple[str, ...] | None:
         return None
     names = tuple(m.strip() for m in modes.split(",") if m.strip())
     if not names:
+        from pooldoctor.core.probes import all_modes
+
         raise UsageError(
             f"--modes {modes!r} names no mode",
             f"name one or more of {', '.join(m.name for m in all_modes())}, separated by commas, "
@@ -525,10 +660,26 @@ def _check_broker_url(broker: str) -> None:
 
 @contextlib.contextmanager
 def _progress(total: int) -> Iterator[Progress | None]:
-    """A live line on stderr while subjects run, only when a person is watching."""
-    if not sys.stderr.isatty():
+    """A live line on stderr while subjects run, only when a person is watching (not with -q);
+    with -v and no terminal, a line per subject measured."""
+    if not _verbosity():
         yield None
         return
+    if not sys.stderr.isatty():
+        if _verbosity() < 2:
+            yield None
+            return
+        measured: list[str] = []
+
+        def line(subject: Subject, run: SubjectRun) -> None:
+            measured.append(subject.name)
+            click.echo(f"pooldoctor: measured {len(measured)} of {total}: {subject.name}",
+                       err=True)  # fmt: skip
+
+        yield line
+        return
+    from rich.console import Console
+
     console = Console(stderr=True)
     with console.status(f"measuring 0 of {total} subjects") as status:
         done: list[str] = []
@@ -540,15 +691,41 @@ def _progress(total: int) -> Iterator[Progress | None]:
         yield advance
 
 
+@contextlib.contextmanager
+def _simulate_progress(unit: str) -> Iterator[Any]:
+    """simulate's progress on stderr: a live bar per subject on a terminal (rich's own test, so
+    FORCE_COLOR or TTY_COMPATIBLE=1 count as one), none with -q; with -v and no terminal, a line
+    per tenth of each subject's tasks."""
+    from rich.console import Console
+
+    level, screen = _verbosity(), Console(stderr=True)
+    if level and screen.is_terminal:
+        from pooldoctor.reporters.simulate import live_progress
+
+        with live_progress(screen, unit) as advance:
+            yield advance
+    elif level > 1:
+
+        def line(subject: str, done: int, total: int) -> None:
+            if done == total or done % max(1, total // 10) == 0:
+                click.echo(f"pooldoctor: {subject}: {unit} {done}/{total}", err=True)
+
+        yield line
+    else:
+        yield None
+
+
 def _emit(
     report: Report | SimulateReport | InspectReport, fmt: str, output: str | None, fail_on: str
 ) -> int:
     """Render the report where it goes and return the exit code its command gives."""
+    from pooldoctor.core import verdict
+    from pooldoctor.reporters import render
+
     color = output is None and fmt == "text" and sys.stdout.isatty()
     text = render(report, fmt, fail_on=fail_on, width=None if color else 100, color=color)
     _write_report(text, output)
-    if output:
-        click.echo(f"pooldoctor: {report.verdict.value}: report written to {output}", err=True)
+    _summary(report.verdict.value, output)
     return ExitCode.FAILED if verdict.report_fails(report, fail_on) else ExitCode.OK
 
 
@@ -576,6 +753,7 @@ def _write_report(text: str, output: str | None) -> None:
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
+@_verbosity_options
 @_project_options
 @click.option(
     "--app",
@@ -683,14 +861,18 @@ def simulate(**kwargs: Any) -> int:
     """Start real Celery workers on the project's own app, feed them probe tasks, and report per
     worker process what happened to the pool: inherited connections, crossed replies, lost and
     pinned connections, churn, errors. Runs the project's Celery configuration for real."""
-    from pooldoctor.commands.simulate import SimulateOptions, run_simulate
-
     settings = kwargs["settings"]
     if not settings:
         raise UsageError("no settings module", "pass --settings or set DJANGO_SETTINGS_MODULE")
     if kwargs["server"]:
         return _simulate_server(kwargs)
     _refuse_server_options(kwargs)
+    extras.require("celery", "celery", "simulate (real Celery workers)")
+    from pooldoctor.commands.check import CheckOptions
+    from pooldoctor.commands.simulate import SimulateOptions, run_simulate
+    from pooldoctor.hosts.celery.fleet import FleetOptions
+    from pooldoctor.reporters import infer_format
+
     cwd = os.getcwd()
     paths = tuple(dict.fromkeys(kwargs["task_paths"]))
     call_args, call_kwargs = _task_arguments(paths, kwargs["task_args"], kwargs["task_kwargs"])
@@ -717,7 +899,8 @@ def simulate(**kwargs: Any) -> int:
     )  # fmt: skip
     output = kwargs["output"]
     _check_writable(output)
-    report = run_simulate(options)
+    with _simulate_progress("task") as progress:
+        report = run_simulate(options, progress)
     return _emit(report, infer_format(output, kwargs["fmt"]), output, kwargs["fail_on"])
 
 
@@ -749,8 +932,10 @@ def _refuse_server_options(kwargs: dict[str, Any]) -> None:
 
 def _simulate_server(kwargs: dict[str, Any]) -> int:
     """``simulate --server``: the project's web application on a real server."""
+    from pooldoctor.commands.check import CheckOptions
     from pooldoctor.commands.simulate_server import ServerSimulateOptions, run_server_simulation
     from pooldoctor.hosts.servers import ServerOptions
+    from pooldoctor.reporters import infer_format
 
     given = _given(CELERY_ONLY)
     if given:
@@ -782,11 +967,13 @@ def _simulate_server(kwargs: dict[str, Any]) -> int:
             tracking=not kwargs["no_tracking"],
         ),
     )  # fmt: skip
-    report = run_server_simulation(options)
+    with _simulate_progress("request") as progress:
+        report = run_server_simulation(options, progress)
     return _emit(report, infer_format(output, kwargs["fmt"]), output, kwargs["fail_on"])
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
+@_verbosity_options
 @click.option(
     "--app",
     required=True,
@@ -849,8 +1036,10 @@ def inspect(**kwargs: Any) -> int:
     slots, pinned connections with their holder threads and age, churn, inherited connections;
     and match them to the server's pg_stat_activity. Read-only: nothing is opened, closed or
     reset in the workers, and the one server session pooldoctor opens is read-only."""
+    extras.require("celery", "celery", "inspect (it asks Celery workers)")
     from pooldoctor.commands.inspect import InspectOptions, inspect_once, load
     from pooldoctor.hosts.celery.control import parse_destination
+    from pooldoctor.reporters import infer_format
 
     options = InspectOptions(
         app=kwargs["app"],
@@ -873,7 +1062,10 @@ def inspect(**kwargs: Any) -> int:
 def _watch(ask: Any, interval: float, fmt: str, output: str | None, fail_on: str) -> None:
     """Until Ctrl-C (which main() turns into exit 130): a live table on a terminal, else one
     report per interval."""
+    from rich.console import Console
+
     from pooldoctor.commands.watch import watch
+    from pooldoctor.reporters import render
 
     def emit(report: Any) -> None:
         _write_report(render(report, fmt, fail_on=fail_on, width=100), output)
@@ -888,15 +1080,12 @@ def _pyproject_wrappers(directory: Path) -> list[str]:
 
 
 def _config_list(directory: Path, key: str) -> list[str]:
-    """A list of strings from ``[tool.pooldoctor]`` in ``directory``'s pyproject.toml."""
-    path, config = tool_config(directory)
-    values = config.get(key, [])
-    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
-        raise UsageError(f"{path}: [tool.pooldoctor] {key} must be a list of strings")
-    return values
+    """A list of strings from ``[tool.pooldoctor]`` in the nearest pyproject.toml upward."""
+    return config_list(directory, key)
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
+@_verbosity_options
 @click.argument("paths", nargs=-1, type=click.Path(exists=True, path_type=Path))
 @click.option("--select", default="", help="Comma-separated check codes or prefixes to run.")
 @click.option("--ignore", default="", help="Comma-separated check codes or prefixes to skip.")
@@ -912,9 +1101,9 @@ def _config_list(directory: Path, key: str) -> list[str]:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice([f.value for f in ScanFormat]),
-    default="text",
-    show_default=True,
+    type=_Choices(_scan_formats),
+    help="Report format (default: from --output's name: .sarif, .xml for junit, "
+    "gl-code-quality-report.json or *.gitlab.json for gitlab, .json; else text).",
 )
 @OUTPUT_OPTION
 @click.option(
@@ -931,7 +1120,7 @@ def scan(
     exclude: tuple[str, ...],
     list_checks: bool,
     max_size: str | None,
-    fmt: str,
+    fmt: str | None,
     output: str | None,
     fail_on: str,
 ) -> int:
@@ -939,8 +1128,13 @@ def scan(
     ways of running async ORM code and configuring pools and workers that leak or break.
 
     Suppress one line with a comment: # pooldoctor: ignore[PD303]. Defaults for --select,
-    --ignore and --exclude come from [tool.pooldoctor] select/ignore/exclude in pyproject.toml.
+    --ignore and --exclude come from [tool.pooldoctor] select/ignore/exclude in the nearest
+    pyproject.toml upward (exclude globs relative to its folder).
     """
+    from pooldoctor.commands.scan import max_file_size, run_scan, select_checks
+    from pooldoctor.reporters import render
+    from pooldoctor.reporters.scan import infer_format as infer_scan_format
+
     root = Path.cwd()
     codes = [c.strip() for c in select.split(",") if c.strip()] or _config_list(root, "select")
     skipped = [c.strip() for c in ignore.split(",") if c.strip()] or _config_list(root, "ignore")
@@ -951,26 +1145,34 @@ def scan(
         return ExitCode.OK
     limit = max_file_size(max_size, root)
     _check_writable(output)
-    excluded = [*exclude, *_config_list(root, "exclude")]
+    excluded = [*exclude, *config_globs(root, "exclude")]
     result = run_scan(root, list(paths), checks, excluded, limit)
-    text = render(result, fmt, checks=checks)
+    fmt = infer_scan_format(output, fmt).value
+    text = render(result, fmt, checks=checks, fail_on=fail_on)
     _write_report(text, output)
+    if _verbosity() > 1 and (output or fmt != "text"):  # the text report lists them itself
+        for file in result.skipped:
+            click.echo(f"pooldoctor: skipped {file.path} ({file.reason.value}): {file.detail}",
+                       err=True)  # fmt: skip
+    count = len(result.findings)
+    _summary(f"{count} finding{'' if count == 1 else 's'} in {result.files_scanned} files", output)
     return ExitCode.FAILED if result.reaches(fail_on) else ExitCode.OK
 
 
 @cli.command(epilog=EXIT_CODES_HELP)
+@_verbosity_options
 @click.argument("saved_report", metavar="SAVED.json")
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(sorted({f for formats in saved.FORMATS.values() for f in formats})),
-    help="Report format (default: from --output's extension, else text); sarif is for scan "
-    "reports, junit for check and simulate reports.",
+    type=_Choices(_saved_formats),
+    help="Report format (default: from --output's extension, else text); sarif and gitlab are "
+    "for scan reports.",
 )
 @OUTPUT_OPTION
 @click.option(
     "--fail-on",
-    type=click.Choice(list(dict.fromkeys(f for v in saved.FAIL_ON.values() for f in v))),
+    type=_Choices(_saved_fail_on),
     help="As for the command that wrote the report: leak|pinned|never for check and simulate "
     "(default leak), info|warning|error|never for scan (default warning).",
 )
@@ -978,13 +1180,14 @@ def report(saved_report: str, fmt: str | None, output: str | None, fail_on: str 
     """Render a report saved with --format json again, in any format, without measuring anything
     (SAVED.json may be - for standard input). The exit code follows --fail-on as for the command
     that wrote the report, so CI can gate on a saved report."""
+    from pooldoctor.commands import report as saved
+
     loaded = saved.load(saved_report)
     fmt, fail_on = loaded.options(fmt, output, fail_on)
     _check_writable(output)
     color = output is None and fmt == "text" and sys.stdout.isatty()
     _write_report(loaded.render(fmt, fail_on, width=None if color else 100, color=color), output)
-    if output:
-        click.echo(f"pooldoctor: {loaded.outcome}: report written to {output}", err=True)
+    _summary(loaded.outcome, output)
     return ExitCode.FAILED if loaded.fails(fail_on) else ExitCode.OK
 
 

@@ -28,7 +28,8 @@ Only the call counts, not fixtures' setup and teardown. A test that checked noth
 without a look, and the garbage collector is run only for a test that fails, so a clean test costs
 next to nothing. ``@pytest.mark.pooldoctor(...)`` adjusts the check per test, and the
 ``pooldoctor_census`` fixture lets a test read the same census itself. Modelled on pytest-memray
-(a passed report turned into a failed one with a clear reason).
+(a passed report turned into a failed one with a clear reason). Under pytest-xdist each worker
+measures its own tests and hands its counts to the controller, which prints the one summary.
 """
 
 from __future__ import annotations
@@ -228,6 +229,8 @@ class Doctor:
         """Per test running now: the label of each request it made -> ``GET /path``."""
         self._patched: list[tuple[type, str, Any]] = []
         """(class, attribute, original) of the request handlers that label checkouts."""
+        self._gathered: dict[str, None] | None = None
+        """Under pytest-xdist, on the controller: the aliases the workers that measured used."""
 
     # -- hooks -----------------------------------------------------------------------------------
 
@@ -293,20 +296,49 @@ class Doctor:
         self.failures.append((item.nodeid, lines[0]))
         return report
 
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        output = getattr(session.config, "workeroutput", None)
+        if output is not None and self.checking:
+            # A pytest-xdist worker: its terminal is not shown, the controller sums and prints.
+            output[_WORKER_OUTPUT] = {
+                "started": self._ledgers is not None or self._unavailable is not None,
+                "aliases": list(self._ledgers or ()),
+                "checked": self.checked,
+                "failures": [list(failure) for failure in self.failures],
+                "unavailable": self._unavailable,
+            }
+
+    @pytest.hookimpl(optionalhook=True)
+    def pytest_testnodedown(self, node: Any, error: object) -> None:
+        """pytest-xdist's controller, as each worker ends: add what it measured."""
+        output = getattr(node, "workeroutput", {}).get(_WORKER_OUTPUT)
+        if not output or not output["started"]:
+            return
+        if self._gathered is None:
+            self._gathered = {}
+        self._gathered.update(dict.fromkeys(output["aliases"]))
+        self.checked += output["checked"]
+        self.failures += [(nodeid, headline) for nodeid, headline in output["failures"]]
+        self._unavailable = self._unavailable or output["unavailable"]
+
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        if not self.checking or (self._ledgers is None and self._unavailable is None):
-            return  # off, or no test was checked in this process (an xdist controller)
+        started = self._ledgers is not None or self._gathered is not None
+        if not self.checking or (not started and self._unavailable is None):
+            return  # off, or no test was checked
         terminalreporter.write_sep("-", "pooldoctor")
         if self._unavailable is not None:
             terminalreporter.write_line(f"nothing checked: {self._unavailable}")
             return
-        aliases = ", ".join(repr(alias) for alias in self._ledgers or ()) or "no alias"
+        measured = self._ledgers if self._ledgers is not None else self._gathered
+        aliases = ", ".join(repr(alias) for alias in measured or ()) or "no alias"
         terminalreporter.write_line(
             f"{_plural(self.checked, 'test')} checked on {aliases}; "
             f"{_plural(len(self.failures), 'test')} lost pool slots or left connections "
             "checked out in other threads"
         )
-        for nodeid, headline in self.failures:
+        # Under xdist, in node id order rather than the order the workers happened to end in.
+        failures = self.failures if self._gathered is None else sorted(self.failures)
+        for nodeid, headline in failures:
             terminalreporter.write_line(f"  {nodeid}: {headline.removeprefix('pooldoctor: ')}")
 
     def pytest_unconfigure(self) -> None:
@@ -469,6 +501,8 @@ class Doctor:
 _PLAN = pytest.StashKey[Plan]()
 _FOUND = pytest.StashKey[list[AliasCensus]]()
 _DOCTOR = pytest.StashKey[Doctor]()
+_WORKER_OUTPUT = "pooldoctor"
+"""The key of a pytest-xdist worker's ``workeroutput`` that carries what it measured."""
 
 
 def _failure(found: list[AliasCensus], plan: Plan) -> list[str]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import time
 import uuid
@@ -37,8 +38,12 @@ class SimulateOptions:
     fleet: FleetOptions
 
 
+SimulateProgress = Callable[[str, int, int], None]
+"""Told (subject, tasks done, tasks sent) as a subject's worker answers, from the run's threads."""
+
+
 def run_simulate(options: SimulateOptions,
-                 progress: Callable[[Subject], None] | None = None) -> SimulateReport:  # fmt: skip
+                 progress: SimulateProgress | None = None) -> SimulateReport:  # fmt: skip
     started = time.monotonic()
     lifeline.reap_stale()  # what killed runs left behind: their workers' directories, servers
     fleet = options.fleet
@@ -68,10 +73,10 @@ def run_simulate(options: SimulateOptions,
             host.load_app(fleet.app)  # a worker that cannot would only die
 
         def one(index: int, subject: Subject, apply_fix: bool = False) -> FleetRecords:
-            records = run_fleet(spec, subject, fleet, run_id, index, apply_fix=apply_fix)
-            if progress:
-                progress(subject)
-            return records
+            label = f"{subject.name} + {PROOF}" if apply_fix else subject.name
+            told = functools.partial(progress, label) if progress else None
+            return run_fleet(spec, subject, fleet, run_id, index, apply_fix=apply_fix,
+                             progress=told)  # fmt: skip
 
         with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool, _killing_on_interrupt():
             raw = list(pool.map(lambda a: one(*a), enumerate(subjects)))

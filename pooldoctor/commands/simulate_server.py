@@ -13,20 +13,22 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.util
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+from pooldoctor import extras
 from pooldoctor.commands import check
-from pooldoctor.commands.simulate import app_hazard, crosses, inherits
+from pooldoctor.commands.simulate import SimulateProgress, app_hazard, crosses, inherits
 from pooldoctor.core import findings, lifeline, verdict
 from pooldoctor.core.findings.fleet import fleet_findings
 from pooldoctor.core.model import Fix, FleetResult, SimulateReport, Verdict
 from pooldoctor.core.subjects import Subject
 from pooldoctor.core.verdict.fleet import judge_fleet
-from pooldoctor.errors import PooldoctorError, ProjectError, UsageError
+from pooldoctor.errors import MissingExtraError, PooldoctorError, ProjectError, UsageError
 from pooldoctor.hosts.servers import (
     Server,
     ServerOptions,
@@ -52,17 +54,18 @@ def server_for(options: ServerOptions) -> Server:
     needed = [server]
     if options.worker_class == "uvicorn" and server.name == "gunicorn":
         needed.append(servers()["uvicorn"])
-    if importlib.util.find_spec("httpx") is None:
-        raise UsageError("--server sends its requests with httpx, which is not installed",
-                         "pip install 'pooldoctor[web]'")  # fmt: skip
+    extras.require("httpx", "servers", "--server (its requests are sent with httpx)")
     for each in needed:
         if not each.installed():
-            raise UsageError(f"--server {options.server} needs {each.distribution}, which is not "
-                             "installed", f"pip install {each.distribution}")  # fmt: skip
+            raise MissingExtraError(
+                f"--server {options.server} needs {each.distribution}, which is not installed",
+                "pip install 'pooldoctor[servers]'",
+            )
     return server
 
 
-def run_server_simulation(options: ServerSimulateOptions) -> SimulateReport:
+def run_server_simulation(options: ServerSimulateOptions,
+                          progress: SimulateProgress | None = None) -> SimulateReport:  # fmt: skip
     started = time.monotonic()
     opts, served = options.check, options.server
     server = server_for(served)
@@ -76,8 +79,11 @@ def run_server_simulation(options: ServerSimulateOptions) -> SimulateReport:
         _check_app(served.app)
 
         def one(index: int, subject: Subject, apply_fix: bool = False) -> ServerRecords:
+            fix_name = (server.fix() or ("fix", ""))[0]
+            label = f"{subject.name} + {fix_name}" if apply_fix else subject.name
+            told = functools.partial(progress, label) if progress else None
             return run_server(spec, server, subject, served, run_id, index, host,
-                              apply_fix=apply_fix)  # fmt: skip
+                              apply_fix=apply_fix, progress=told)  # fmt: skip
 
         with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool, _killing_on_interrupt():
             raw = list(pool.map(lambda a: one(*a), enumerate(subjects)))

@@ -1,14 +1,19 @@
 """A simulation in every format: text (rich, as check's), JSON (the model, as every report),
 JUnit (a testcase per subject, the worker processes' evidence) and GitHub annotations (one per
-subject with a bad verdict, one per leak site of a worker process). Nothing is computed here."""
+subject with a bad verdict, one per leak site of a worker process); and, while it runs, a bar
+per subject on the terminal. Nothing is computed here."""
 
 from __future__ import annotations
 
+import contextlib
 import io
+import threading
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 from rich.text import Text
 
@@ -39,6 +44,11 @@ def server_line(server: Mapping[str, Any]) -> str:
 
 
 def as_text(report: SimulateReport, *, width: int | None = 100, color: bool = False) -> str:
+    """On a terminal (``width`` None) the subject column folds when it must; in a file the page
+    is as wide as the table, so no subject is ever cut or broken across lines."""
+    grid = table(report)
+    if width is not None:
+        width = max(width, console.new_console(io.StringIO(), width=10_000).measure(grid).maximum)
     out = io.StringIO()
     screen = console.new_console(out, width=width, color=color)
     c = report.celery
@@ -55,7 +65,7 @@ def as_text(report: SimulateReport, *, width: int | None = 100, color: bool = Fa
         if c["signal_handlers"]:
             screen.print(Text("signal handlers: " + "; ".join(c["signal_handlers"])))
     screen.print()
-    screen.print(table(report), soft_wrap=False)
+    screen.print(grid, soft_wrap=False)
     unit = "requests" if report.server is not None else "tasks"
     for r in report.results:
         if r.verdict is Verdict.CLEAN:
@@ -151,3 +161,23 @@ def _lines(result: FleetResult) -> list[str]:
     if result.stop_detail:
         lines.append(f"stopped: {result.stop_detail}")
     return lines
+
+
+@contextlib.contextmanager
+def live_progress(screen: Console, unit: str = "task") -> Iterator[Callable[[str, int, int], None]]:
+    """A bar per subject on ``screen`` while it runs (``mysite.tasks.refresh: task 3/12``), gone
+    when the run ends. The callback is called from the run's threads."""
+    columns = (TextColumn("{task.description}"), BarColumn(bar_width=20),
+               TextColumn("{task.fields[count]}"), TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=screen, transient=True) as bars:
+        tasks: dict[str, TaskID] = {}
+        lock = threading.Lock()
+
+        def advance(subject: str, done: int, total: int) -> None:
+            with lock:
+                if subject not in tasks:
+                    tasks[subject] = bars.add_task(subject, total=total, count="")
+                bars.update(tasks[subject], completed=done, total=total,
+                            count=f"{unit} {done}/{total}", refresh=True)  # fmt: skip
+
+        yield advance

@@ -7,7 +7,7 @@ import pytest
 from conftest import pooldoctor
 
 from pooldoctor.commands.simulate_server import server_for
-from pooldoctor.errors import UsageError
+from pooldoctor.errors import MissingExtraError
 from pooldoctor.hosts.servers import Server, ServerOptions
 from pooldoctor.hosts.servers.registry import servers
 
@@ -43,11 +43,11 @@ def test_a_server_that_is_not_installed_says_what_to_install(
     options = ServerOptions(server="daphne", app=None, workers=1, preload=False,
                             worker_class="sync", urls=(), requests=1, concurrency=1,
                             task_timeout=1.0)  # fmt: skip
-    with pytest.raises(UsageError) as raised:
+    with pytest.raises(MissingExtraError) as raised:
         server_for(options)
-    assert raised.value.exit_code == 2
+    assert raised.value.exit_code == 3
     assert str(raised.value) == (
-        "--server daphne needs daphne, which is not installed (pip install daphne)"
+        "--server daphne needs daphne, which is not installed (pip install 'pooldoctor[servers]')"
     )
 
 

@@ -26,6 +26,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,19 +106,25 @@ def broker_conf(broker: str, directory: Path) -> dict[str, Any]:
     }
 
 
+Progress = Callable[[int, int], None]
+"""Told (tasks done, tasks sent) as each task's record comes back."""
+
+
 def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run_id: str,
-              index: int, *, apply_fix: bool = False) -> FleetRecords:  # fmt: skip
+              index: int, *, apply_fix: bool = False,
+              progress: Progress | None = None) -> FleetRecords:  # fmt: skip
     started = time.monotonic()
     directory = lifeline.temporary_directory("pooldoctor-sim-")
     try:
-        return _run_fleet(project, subject, options, run_id, index, apply_fix, directory, started)
+        return _run_fleet(project, subject, options, run_id, index, apply_fix, directory, started,
+                          progress)  # fmt: skip
     finally:
         lifeline.remove(directory)
 
 
 def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run_id: str,
-               index: int, apply_fix: bool, directory: Path,
-               started: float) -> FleetRecords:  # fmt: skip
+               index: int, apply_fix: bool, directory: Path, started: float,
+               progress: Progress | None) -> FleetRecords:  # fmt: skip
     for part in ("records", "sites", "tmp"):
         (directory / part).mkdir()
     queue_name = f"pooldoctor-{run_id}-{index}"
@@ -127,6 +134,8 @@ def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, ru
             "worker_enable_remote_control": False}  # fmt: skip
     kinds = [TASK] * options.tasks if subject.kind == "task" else schedule(options.tasks)
     sent = [{"task_id": uuid.uuid4().hex, "index": i, "kind": k} for i, k in enumerate(kinds)]
+    if progress is not None:
+        progress(0, len(sent))  # shown while the worker starts
     spec = {
         "dir": str(directory),
         "project": project.to_dict(),
@@ -173,7 +182,7 @@ def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, ru
         # A hung task is reported by the worker's own watchdog after task_timeout; silence well
         # beyond that means the worker itself is stuck.
         detail = _collect(proc, directory, len(sent), options.task_timeout * len(sent),
-                          options.task_timeout + SILENCE_MARGIN)  # fmt: skip
+                          options.task_timeout + SILENCE_MARGIN, progress)  # fmt: skip
     except _FleetError as exc:
         ready, detail = {}, str(exc)
     finally:
@@ -239,20 +248,22 @@ def _send(conf: dict[str, Any], task: str, sent: list[dict[str, Any]], queue: st
 
 
 def _collect(proc: subprocess.Popen[bytes], directory: Path, expected: int, limit: float,
-             silence: float) -> str | None:  # fmt: skip
+             silence: float, progress: Progress | None = None) -> str | None:  # fmt: skip
     """Wait for one record per task; stop early on exhaustion (every further task would only time
     out) or when the worker is gone."""
     records = directory / "records"
     deadline = time.monotonic() + limit
-    progress, last = time.monotonic(), 0
+    moved, last = time.monotonic(), 0
     read: set[str] = set()
     while time.monotonic() < deadline:
         found = list(records.glob("*.json"))
+        if len(found) != last and progress is not None:
+            progress(min(len(found), expected), expected)
         if len(found) >= expected:
             return None
         if len(found) != last:
-            progress, last = time.monotonic(), len(found)
-        elif time.monotonic() - progress > silence:
+            moved, last = time.monotonic(), len(found)
+        elif time.monotonic() - moved > silence:
             return (f"no task finished for {silence:g} s: {expected - last} tasks hung or never "
                     "came back")  # fmt: skip
         # A record is written once, whole (renamed into place): read each one once, or a long

@@ -27,6 +27,7 @@ import sys
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import metadata
 from pathlib import Path
@@ -155,22 +156,25 @@ class _ServerError(Exception):
 
 
 def run_server(project: ProjectSpec, server: Server, subject: Subject, options: ServerOptions,
-               run_id: str, index: int, host: str, *,
-               apply_fix: bool = False) -> ServerRecords:  # fmt: skip
+               run_id: str, index: int, host: str, *, apply_fix: bool = False,
+               progress: Callable[[int, int], None] | None = None) -> ServerRecords:  # fmt: skip
+    """``progress``, when given, is told (requests answered, requests to send) as they are."""
     started = time.monotonic()
     directory = lifeline.temporary_directory("pooldoctor-srv-")
     try:
         return _run(project, server, subject, options, run_id, index, host, apply_fix,
-                    directory, started)  # fmt: skip
+                    directory, started, progress)  # fmt: skip
     finally:
         lifeline.remove(directory)
 
 
 def _run(project: ProjectSpec, server: Server, subject: Subject, options: ServerOptions,
          run_id: str, index: int, host: str, apply_fix: bool, directory: Path,
-         started: float) -> ServerRecords:  # fmt: skip
+         started: float, progress: Callable[[int, int], None] | None) -> ServerRecords:  # fmt: skip
     for part in ("records", "sites", "tmp", "workers"):
         (directory / part).mkdir()
+    if progress is not None:
+        progress(0, options.requests)  # shown while the server starts
     spec = {
         "dir": str(directory),
         "project": project.to_dict(),
@@ -200,7 +204,7 @@ def _run(project: ProjectSpec, server: Server, subject: Subject, options: Server
     try:
         ready = _wait_ready(proc, directory, port, server.processes(options), host)
         ready["command"] = " ".join(command)
-        sent = _send(port, host, subject, options)
+        sent = _send(port, host, subject, options, progress)
         detail = _collect(proc, directory, sent)
     except _ServerError as exc:
         detail = str(exc)
@@ -243,7 +247,8 @@ def _wait_ready(proc: subprocess.Popen[bytes], directory: Path, port: int, proce
     raise _ServerError(f"the server was not ready within {READY_TIMEOUT:g} s")
 
 
-def _send(port: int, host: str, subject: Subject, options: ServerOptions) -> list[dict[str, Any]]:
+def _send(port: int, host: str, subject: Subject, options: ServerOptions,
+          progress: Callable[[int, int], None] | None = None) -> list[dict[str, Any]]:  # fmt: skip
     """``requests`` requests, ``concurrency`` at a time, each on a connection of its own (as
     separate clients are), each with its own token."""
     import httpx
@@ -252,6 +257,8 @@ def _send(port: int, host: str, subject: Subject, options: ServerOptions) -> lis
     sent = [{"task_id": uuid.uuid4().hex, "index": i, "kind": "request", "status": None}
             for i in range(options.requests)]  # fmt: skip
     limits = httpx.Limits(max_connections=options.concurrency, max_keepalive_connections=0)
+    done: list[int] = []
+    done_lock = threading.Lock()
 
     with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=options.task_timeout,
                       limits=limits) as http:  # fmt: skip
@@ -262,6 +269,10 @@ def _send(port: int, host: str, subject: Subject, options: ServerOptions) -> lis
                 item["status"] = http.get(path, headers=headers).status_code
             except httpx.HTTPError as exc:
                 item["error"] = f"{type(exc).__name__}: {exc}"
+            if progress is not None:
+                with done_lock:
+                    done.append(item["index"])
+                    progress(len(done), len(sent))
 
         with ThreadPoolExecutor(max_workers=options.concurrency) as pool:
             list(pool.map(one, sent))
