@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+import textwrap
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,6 +29,33 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURES = ROOT / "pooldoctor" / "demo"
 PROJECTS = Path(__file__).resolve().parent / "projects"
 LOCAL = "postgresql://postgres@127.0.0.1:5432/postgres"
+
+LEAKY_WRAPPER = """\
+    import asyncio
+    from asgiref.sync import ThreadSensitiveContext
+    from django.db import close_old_connections
+
+    def run_async(func):
+        def wrapper(*args):
+            async def main():
+                async with ThreadSensitiveContext():
+                    return await func(*args)
+            try:
+                return asyncio.run(main())
+            finally:
+                close_old_connections()
+        return wrapper
+"""
+"""The widely shared recipe as a scan test writes it: cleanup on the wrong thread (PD303)."""
+
+
+def write_tree(root: Path, files: dict[str, str]) -> Path:
+    """Write ``{relative path: dedented text}`` under ``root``; return ``root``."""
+    for name, text in files.items():
+        path = root / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return root
 
 
 def _reachable(url: str) -> str | None:

@@ -4,39 +4,13 @@ its folder, and every key checked: a typo is one line and exit 2, not a silently
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import pooldoctor
+from conftest import LEAKY_WRAPPER, pooldoctor, write_tree
 
 from pooldoctor.config import rebase_globs, tool_config
 from pooldoctor.errors import UsageError
-
-LEAKY_WRAPPER = """\
-    import asyncio
-    from asgiref.sync import ThreadSensitiveContext
-    from django.db import close_old_connections
-
-    def run_async(func):
-        def wrapper(*args):
-            async def main():
-                async with ThreadSensitiveContext():
-                    return await func(*args)
-            try:
-                return asyncio.run(main())
-            finally:
-                close_old_connections()
-        return wrapper
-"""
-
-
-def _tree(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
 
 
 def _listed(cwd: Path) -> list[str]:
@@ -48,7 +22,7 @@ def _listed(cwd: Path) -> list[str]:
 def test_run_from_a_sub_folder_scan_reads_the_projects_table(tmp_path: Path) -> None:
     # GIVEN a project whose pyproject.toml selects PD303 only, and a sub-package with a
     # pyproject.toml of its own but no [tool.pooldoctor] (it must not hide the project's)
-    _tree(tmp_path, {
+    write_tree(tmp_path, {
         "pyproject.toml": '[tool.pooldoctor]\nselect = ["PD303"]\n',
         "mysite/tasks/pyproject.toml": '[project]\nname = "tasks"\n',
         "mysite/tasks/deep/__init__.py": "",
@@ -61,7 +35,7 @@ def test_run_from_a_sub_folder_scan_reads_the_projects_table(tmp_path: Path) -> 
 
 def test_the_search_stops_at_the_repositorys_top(tmp_path: Path) -> None:
     # GIVEN a pyproject.toml above a repository (a folder with .git), which has none of its own
-    _tree(tmp_path, {"pyproject.toml": '[tool.pooldoctor]\nselect = ["PD303"]\n',
+    write_tree(tmp_path, {"pyproject.toml": '[tool.pooldoctor]\nselect = ["PD303"]\n',
                      "repo/app/__init__.py": ""})  # fmt: skip
     (tmp_path / "repo/.git").mkdir()
     # WHEN scan runs inside the repository, THEN the table outside it is not read
@@ -72,7 +46,7 @@ def test_the_search_stops_at_the_repositorys_top(tmp_path: Path) -> None:
 def test_exclude_globs_are_relative_to_the_pyproject(tmp_path: Path) -> None:
     # GIVEN a project that excludes legacy/ of its app, by a path relative to its pyproject.toml,
     # and the same leaking wrapper in legacy/ and in current/
-    _tree(tmp_path, {
+    write_tree(tmp_path, {
         "pyproject.toml": '[tool.pooldoctor]\nexclude = ["app/legacy/*"]\nselect = ["PD303"]\n',
         "app/legacy/wrap.py": LEAKY_WRAPPER,
         "app/current/wrap.py": LEAKY_WRAPPER,

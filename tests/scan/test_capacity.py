@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import pooldoctor
+from conftest import pooldoctor, write_tree
 
 from pooldoctor.scan.deployment import (
     HEROKU,
@@ -44,16 +44,8 @@ SUPERVISORD = """\
 """
 
 
-def _tree(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
-
-
 def _cms(root: Path, workers: int, pool: str = "True", **more: str) -> Path:
-    return _tree(
+    return write_tree(
         root,
         {
             "cms/settings.py": SETTINGS.replace("POOL", pool),
@@ -140,7 +132,7 @@ def test_a_bigger_pool_and_a_larger_server(tmp_path: Path) -> None:
     assert "22 processes x pool max_size 10 = 220 > 97" in finding["message"]
     assert "min_size 2 is opened at start, so 44 are held even when idle" in finding["message"]
     # WHEN compose runs the server with max_connections=300
-    _tree(
+    write_tree(
         root,
         {
             "docker-compose.yml": """\
@@ -171,7 +163,7 @@ def test_a_pool_from_the_environment_is_not_guessed(tmp_path: Path) -> None:
 def test_compose_replicas_multiply_and_gunicorn_config_fills_in_workers(tmp_path: Path) -> None:
     # GIVEN compose: 3 web replicas (gunicorn -c gunicorn.conf.py, workers = 4 there) and a
     # celery worker -c 8 scaled to 2
-    root = _tree(
+    root = write_tree(
         tmp_path,
         {
             "cms/settings.py": SETTINGS.replace("POOL", "True"),
@@ -205,7 +197,7 @@ def test_compose_replicas_multiply_and_gunicorn_config_fills_in_workers(tmp_path
 
 def test_separate_deployments_are_not_added_up(tmp_path: Path) -> None:
     # A Procfile (Heroku) and a Dockerfile each run 15 processes: 60 connections each, not 120.
-    root = _tree(
+    root = write_tree(
         tmp_path,
         {
             "cms/settings.py": SETTINGS.replace("POOL", "True"),
@@ -218,7 +210,7 @@ def test_separate_deployments_are_not_added_up(tmp_path: Path) -> None:
 
 def test_without_a_pool_each_thread_holds_a_connection(tmp_path: Path) -> None:
     # GIVEN no pool and a systemd unit: gunicorn 4 workers x 30 threads = 120 threads
-    root = _tree(
+    root = write_tree(
         tmp_path,
         {
             "cms/settings.py": SETTINGS.replace('"OPTIONS": {"pool": POOL},', ""),

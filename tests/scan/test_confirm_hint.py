@@ -9,9 +9,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import pooldoctor
-
-from .test_scan_cli import LEAKY_WRAPPER
+from conftest import LEAKY_WRAPPER, pooldoctor
 
 FACTORY = """\
     import asyncio

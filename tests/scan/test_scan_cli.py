@@ -7,34 +7,9 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from conftest import FIXTURES, ROOT, by_subject, check_json, pooldoctor
+from conftest import FIXTURES, LEAKY_WRAPPER, ROOT, by_subject, check_json, pooldoctor, write_tree
 
 from pooldoctor.scan.checks import all_checks
-
-LEAKY_WRAPPER = """\
-    import asyncio
-    from asgiref.sync import ThreadSensitiveContext
-    from django.db import close_old_connections
-
-    def run_async(func):
-        def wrapper(*args):
-            async def main():
-                async with ThreadSensitiveContext():
-                    return await func(*args)
-            try:
-                return asyncio.run(main())
-            finally:
-                close_old_connections()
-        return wrapper
-"""
-
-
-def _tree(root: Path, files: dict[str, str]) -> Path:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(textwrap.dedent(text))
-    return root
 
 
 def _scan_json(cwd: Path, *args: str) -> tuple[int, dict]:  # type: ignore[type-arg]
@@ -87,7 +62,7 @@ def test_configuration_findings_agree_with_check(database_url: str) -> None:
 
 
 def test_json_is_sorted_relative_and_byte_identical(tmp_path: Path) -> None:
-    _tree(tmp_path, {"b/wrap.py": LEAKY_WRAPPER, "a/wrap.py": LEAKY_WRAPPER})
+    write_tree(tmp_path, {"b/wrap.py": LEAKY_WRAPPER, "a/wrap.py": LEAKY_WRAPPER})
     first = pooldoctor("scan", "--format", "json", cwd=tmp_path).stdout
     second = pooldoctor("scan", "--format", "json", cwd=tmp_path).stdout
     assert first == second
@@ -100,11 +75,11 @@ def test_json_is_sorted_relative_and_byte_identical(tmp_path: Path) -> None:
 
 
 def test_exit_codes_follow_fail_on(tmp_path: Path) -> None:
-    _tree(tmp_path, {"wrap.py": LEAKY_WRAPPER})
+    write_tree(tmp_path, {"wrap.py": LEAKY_WRAPPER})
     assert pooldoctor("scan", cwd=tmp_path).returncode == 1
     assert pooldoctor("scan", "--fail-on", "never", cwd=tmp_path).returncode == 0
     assert pooldoctor("scan", "--ignore", "PD303", cwd=tmp_path).returncode == 0
-    clean = _tree(tmp_path / "clean", {"ok.py": "import asyncio\n"})
+    clean = write_tree(tmp_path / "clean", {"ok.py": "import asyncio\n"})
     assert pooldoctor("scan", cwd=clean).returncode == 0
 
 
@@ -113,15 +88,15 @@ def test_inline_suppression_and_pyproject_config(tmp_path: Path) -> None:
         "async with ThreadSensitiveContext():",
         "async with ThreadSensitiveContext():  # pooldoctor: ignore[PD303]",
     )
-    _tree(tmp_path / "one", {"wrap.py": suppressed})
+    write_tree(tmp_path / "one", {"wrap.py": suppressed})
     assert _scan_json(tmp_path / "one")[1]["findings"] == []
     config = '[tool.pooldoctor]\nignore = ["PD3"]\n'
-    _tree(tmp_path / "two", {"wrap.py": LEAKY_WRAPPER, "pyproject.toml": config})
+    write_tree(tmp_path / "two", {"wrap.py": LEAKY_WRAPPER, "pyproject.toml": config})
     assert _scan_json(tmp_path / "two")[1]["findings"] == []
 
 
 def test_sarif_and_github_formats(tmp_path: Path) -> None:
-    _tree(tmp_path, {"wrap.py": LEAKY_WRAPPER})
+    write_tree(tmp_path, {"wrap.py": LEAKY_WRAPPER})
     sarif = json.loads(pooldoctor("scan", "--format", "sarif", cwd=tmp_path).stdout)
     run = sarif["runs"][0]
     assert sarif["version"] == "2.1.0"
@@ -159,7 +134,9 @@ def test_bad_input_is_a_usage_error(args: list[str], expected: str) -> None:
 
 def test_never_imports_the_project(tmp_path: Path) -> None:
     # A module that would fail loudly if imported is only read.
-    _tree(tmp_path, {"boom.py": "raise SystemExit('imported!')\n" + textwrap.dedent(LEAKY_WRAPPER)})
+    write_tree(
+        tmp_path, {"boom.py": "raise SystemExit('imported!')\n" + textwrap.dedent(LEAKY_WRAPPER)}
+    )
     proc = pooldoctor("scan", cwd=tmp_path)
     assert "imported!" not in proc.stdout + proc.stderr
     assert "PD303" in proc.stdout
