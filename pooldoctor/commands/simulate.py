@@ -27,7 +27,13 @@ from pooldoctor.core.subjects import Subject
 from pooldoctor.core.verdict.fleet import judge_fleet
 from pooldoctor.errors import PooldoctorError, UsageError
 from pooldoctor.hosts import worker_host
-from pooldoctor.hosts.celery.fleet import FleetOptions, FleetRecords, kill_all, run_fleet
+from pooldoctor.hosts.celery.fleet import (
+    FleetOptions,
+    FleetRecords,
+    import_celery,
+    kill_all,
+    run_fleet,
+)
 
 POOLS = ("prefork", "threads", "solo", "gevent")
 
@@ -78,6 +84,7 @@ def run_simulate(options: SimulateOptions,
             return run_fleet(spec, subject, fleet, run_id, index, apply_fix=apply_fix,
                              progress=told)  # fmt: skip
 
+        import_celery()
         with ThreadPoolExecutor(max_workers=max(1, opts.jobs)) as pool, _killing_on_interrupt():
             raw = list(pool.map(lambda a: one(*a), enumerate(subjects)))
             _started(raw)

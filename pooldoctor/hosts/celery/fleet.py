@@ -110,6 +110,14 @@ Progress = Callable[[int, int], None]
 """Told (tasks done, tasks sent) as each task's record comes back."""
 
 
+def import_celery() -> None:
+    """Import Celery on the calling thread before fleet threads start. Its package resolves
+    ``Celery`` lazily on first access, and two threads getting there at once can see a half-made
+    module (``ImportError: cannot import name 'Celery'``, seen in CI once pooldoctor's CLI
+    stopped importing Celery up front)."""
+    from celery import Celery  # noqa: F401
+
+
 def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run_id: str,
               index: int, *, apply_fix: bool = False,
               progress: Progress | None = None) -> FleetRecords:  # fmt: skip
