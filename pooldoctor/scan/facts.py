@@ -12,6 +12,7 @@ import dataclasses
 import re
 from collections.abc import Iterable, Sequence
 
+from pooldoctor.scan import calls as call_graph
 from pooldoctor.scan import deployment, queries
 from pooldoctor.scan.databases import NOT_LITERAL, read_databases
 from pooldoctor.scan.deployment import Served
@@ -88,6 +89,8 @@ class Facts:
     """Places that set the server's ``max_connections``."""
     gunicorn_configs: tuple[deployment.GunicornConfig, ...] = ()
     """``workers``/``threads`` in gunicorn config files."""
+    calls: call_graph.CallGraph = dataclasses.field(default_factory=call_graph.CallGraph)
+    """The project's functions, what they do to the database and whom they call."""
 
     def is_view_module(self, source: SourceFile) -> bool:
         """``views.py``, a module under ``views/``, or one a URLconf imports."""
@@ -162,6 +165,7 @@ class FileFacts:
     uses_gunicorn: bool = False
     discards_pool_in_child: bool = False
     gunicorn_fork_hook: bool = False
+    functions: tuple[call_graph.FunctionSummary, ...] = ()
 
 
 def gather(files: Sequence[SourceFile]) -> Facts:
@@ -230,6 +234,10 @@ def _python_facts(source: SourceFile) -> FileFacts:
         fork_hook = _gunicorn_hook(source.tree)
         hook_calls = _gunicorn_hook_calls(source.tree)
     uses_celery = "celery" in text and source.tree is not None and _imports(source.tree, "celery")
+    functions: list[call_graph.FunctionSummary] = []
+    if call_graph.relevant(text) and source.tree:
+        package = relative.endswith("__init__.py")
+        functions = call_graph.summaries(source.tree, source.module_name, relative, package)
     return FileFacts(
         file=relative,
         pools=tuple(pools),
@@ -244,6 +252,7 @@ def _python_facts(source: SourceFile) -> FileFacts:
         uses_gunicorn="gunicorn" in text or relative.endswith("gunicorn.conf.py"),
         discards_pool_in_child=discards,
         gunicorn_fork_hook=fork_hook,
+        functions=tuple(functions),
     )
 
 
@@ -263,7 +272,9 @@ def combine(shares: Iterable[FileFacts]) -> Facts:
     uses_celery = uses_gunicorn = discards = fork_hook = False
     version: tuple[int, int] | None = None
     version_at: Location | None = None
+    functions: list[tuple[call_graph.FunctionSummary, ...]] = []
     for share in shares:
+        functions.append(share.functions)
         if share.celery_version is not None and version is None:
             version, line = share.celery_version
             version_at = Location(share.file, line)
@@ -298,6 +309,7 @@ def combine(shares: Iterable[FileFacts]) -> Facts:
         workers=tuple(workers),
         budgets=tuple(budgets),
         gunicorn_configs=tuple(gunicorn_configs),
+        calls=call_graph.combine(functions),
     )
 
 

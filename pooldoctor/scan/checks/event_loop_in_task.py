@@ -10,6 +10,13 @@ runs in the task's thread and cannot see it. A task that dies mid-transaction le
 connection idle in transaction for every later task. ``async_to_sync`` does not have the problem:
 it sends thread-sensitive calls back to the calling thread (``AsyncToSync.__call__``,
 ``CurrentThreadExecutor``), where Celery's Django fix-up closes them.
+
+The coroutine run is followed, not the module: what ``asyncio.run(...)`` is given, and what that
+awaits and calls, in the same module or imported from another project module, four calls deep.
+The task is flagged when that reaches async ORM use (an async ORM method, ``async for`` over a
+queryset, a thread-sensitive ``sync_to_async`` of ORM code) and the message names the path. A
+runner of whatever coroutine it is handed (a decorator's wrapper, a helper taking a coroutine) is
+judged by its module's async ORM use, as the coroutines it runs are that module's.
 """
 
 from __future__ import annotations
@@ -18,12 +25,12 @@ import ast
 from collections.abc import Iterator
 
 from pooldoctor.core.model import Severity
+from pooldoctor.scan.calls import FunctionSummary, Resolver, module_graph, own_nodes, short_code
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.modules import import_name
 from pooldoctor.scan.source import SourceFile
 from pooldoctor.scan.syntax import (
-    ASYNC_ORM_METHODS,
     FunctionNode,
     calls,
     celery_tasks,
@@ -54,16 +61,15 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     text = source.text
     if "asyncio.run" not in text and "run_until_complete" not in text:
         return
-    if not _mentions_async_orm(text):
-        return
     tree = source.tree
-    if tree is None or not _uses_celery(tree) or not _uses_async_orm(tree):
+    if tree is None or not _uses_celery(tree):
         return
     parent_of = parents(tree)
     functions = functions_by_name(tree)
     tasks = set(celery_tasks(tree))
     # A Task base's __call__/run is PD302's: every task using the base inherits it.
     left_to_pd302 = {method for _, method in task_base_methods(tree)}
+    resolver: Resolver | None = None
     for call in calls(tree):
         if not runs_event_loop(call):
             continue
@@ -71,22 +77,97 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
         if not enclosing or left_to_pd302.intersection(enclosing):
             continue
         outer = enclosing[-1]
-        reached = reached_functions(call, outer, functions)
-        if any(list(thread_sensitive_contexts(f)) for f in reached):
-            continue  # PD303 and PD304 judge the context's cleanup.
-        if any(is_cleanup_call(c) and isinstance(c.func, ast.Call) for c in calls_in(reached)):
-            continue  # sync_to_async(close_old_connections)() closes the executor's connection
+        if resolver is None:
+            resolver = module_graph(tree, source.module_name, source.relative, facts.calls)
         task = next((f for f in enclosing if f in tasks), None)
         where = f"Celery task {task.name!r}" if task else f"{outer.name!r}"
+        hint = _confirm_hint(source, enclosing, parent_of)
+        roots = coroutine_roots(call, enclosing, resolver)
+        if roots is None:
+            # A runner of whatever coroutine it is given (a decorator's wrapper, a helper): the
+            # coroutines are this module's, so its async ORM use is what the runner runs.
+            reached = reached_functions(call, outer, functions)
+            if not _uses_async_orm(tree) or _cleaned(reached, []):
+                continue
+            yield Hit(
+                call.lineno,
+                call.col_offset + 1,
+                f"{runner_name(call)} in {where} runs the coroutines it is given, in a module "
+                "that uses the async ORM: their ORM calls run on asgiref's process-wide executor "
+                f"thread, outside any ThreadSensitiveContext; {_CONSEQUENCE}" + hint,
+            )
+            continue
+        graph = resolver.graph.with_functions([roots])
+        reach = graph.reaches_async_orm([roots.name])
+        if reach is None:
+            continue  # the coroutine run never reaches the async ORM
+        if _cleaned([outer], graph.reached([roots.name])):
+            continue
+        path = reach.path[1:]  # after the argument itself
+        how = f"reaches {reach.what} in {reach.where} via " + " → ".join(f.short for f in path)
         yield Hit(
             call.lineno,
             call.col_offset + 1,
-            f"{runner_name(call)} in {where} runs the async ORM calls on asgiref's process-wide "
-            "executor thread, outside any ThreadSensitiveContext: that thread's connection is "
-            "never closed or returned to the pool (pinned for the worker's life, and poisoned "
-            "for every later task once a task dies mid-transaction)"
-            + _confirm_hint(source, enclosing, parent_of),
+            f"{runner_name(call)}({short_code(call.args[0])}) in {where} "
+            + (how if path else f"awaits {reach.what}")
+            + ": the async ORM calls run on asgiref's process-wide executor thread, outside any "
+            f"ThreadSensitiveContext; {_CONSEQUENCE}" + hint,
         )
+
+
+_CONSEQUENCE = (
+    "that thread's connection is never closed or returned to the pool (pinned for the worker's "
+    "life, and poisoned for every later task once a task dies mid-transaction)"
+)
+
+
+def coroutine_roots(
+    call: ast.Call, enclosing: list[FunctionNode], resolver: Resolver
+) -> FunctionSummary | None:
+    """What ``call`` (``asyncio.run(...)``) is given, summarised as a function whose callees are
+    the coroutine functions it runs: ``main`` in ``asyncio.run(main())``, ``a`` and ``b`` in
+    ``asyncio.run(gather(a(), b()))``, ``main`` after ``coro = main()``. None when the coroutine
+    is one of the enclosing functions' parameters, or is called through one: a runner of any
+    coroutine."""
+    argument: ast.expr = call.args[0] if call.args else ast.Constant(value=None)
+    parameters = {a.arg for f in enclosing for a in _arguments(f)} - {"self", "cls"}
+    if isinstance(argument, ast.Name):
+        if argument.id in parameters:
+            return None
+        argument = _assigned(argument.id, enclosing[0]) or argument
+    if any(dotted(c.func).partition(".")[0] in parameters for c in calls(argument)):
+        return None
+    _, cls, scope = resolver.seen.get(enclosing[0], ("", None, {}))
+    name = f"{resolver.module}.<{runner_name(call)} at line {call.lineno}>"
+    return resolver.summarise_expression(argument, name, "", cls, scope)
+
+
+def _arguments(function: FunctionNode) -> list[ast.arg]:
+    args = function.args
+    found = [*args.posonlyargs, *args.args, *args.kwonlyargs]
+    return found + [a for a in (args.vararg, args.kwarg) if a is not None]
+
+
+def _assigned(name: str, function: FunctionNode) -> ast.expr | None:
+    """The value last assigned to ``name`` in ``function`` (``coro = main()``), if plain."""
+    found = None
+    for node in own_nodes(function):
+        if isinstance(node, ast.Assign) and any(
+            isinstance(t, ast.Name) and t.id == name for t in node.targets
+        ):
+            found = node.value
+    return found
+
+
+def _cleaned(scopes: list[FunctionNode], reached: list[FunctionSummary]) -> bool:
+    """A ThreadSensitiveContext (PD303 and PD304 judge its cleanup) or an awaited
+    ``sync_to_async(close_old_connections)()``, which closes the executor's connection, in the
+    code the loop runs."""
+    if any(f.thread_sensitive_context or f.cleans_executor for f in reached):
+        return True
+    if any(list(thread_sensitive_contexts(f)) for f in scopes):
+        return True
+    return any(is_cleanup_call(c) and isinstance(c.func, ast.Call) for c in calls_in(scopes))
 
 
 def task_base_methods(tree: ast.AST) -> Iterator[tuple[ast.ClassDef, FunctionNode]]:
@@ -141,12 +222,6 @@ def _confirm_hint(
 
 def runner_name(call: ast.Call) -> str:
     return "asyncio.run" if dotted(call.func) == "asyncio.run" else "run_until_complete"
-
-
-def _mentions_async_orm(text: str) -> bool:
-    if "sync_to_async" in text or "async for" in text:
-        return True
-    return any(f".{method}(" in text for method in ASYNC_ORM_METHODS)
 
 
 def _uses_celery(tree: ast.Module) -> bool:

@@ -16,10 +16,12 @@ import ast
 from collections.abc import Iterator
 
 from pooldoctor.core.model import Severity
+from pooldoctor.scan.calls import Resolver, module_graph
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.checks.context_cleanup_outside import cleanups_on_context_thread
 from pooldoctor.scan.checks.event_loop_in_task import (
     calls_in,
+    coroutine_roots,
     functions_by_name,
     reached_functions,
     runner_name,
@@ -54,10 +56,13 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if tree is None:
         return
     functions = functions_by_name(tree)
+    resolver: Resolver | None = None
     for cls, method in task_base_methods(tree):
         for call in calls(method):
             if not runs_event_loop(call):
                 continue
+            if resolver is None:
+                resolver = module_graph(tree, source.module_name, source.relative, facts.calls)
             reached = reached_functions(call, method, functions)
             contexts = [c for f in reached for c in thread_sensitive_contexts(f)]
             if any(list(cleanups_on_context_thread(c)) for c in contexts):
@@ -66,6 +71,13 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
                 is_cleanup_call(c) and isinstance(c.func, ast.Call) for c in calls_in(reached)
             ):
                 continue  # sync_to_async(close_old_connections)() closes the executor's connection
+            # The coroutine may be wrapped by the project's own runner in another module
+            # (asyncio.run(with_cleanup(self.run(...)))): followed there, a context with its
+            # cleanup, or the executor's cleanup, makes it safe as above.
+            given = coroutine_roots(call, [method], resolver)
+            roots = list(given.callees) if given else []
+            if any(f.cleans_executor for f in resolver.graph.reached(roots)):
+                continue
             yield Hit(call.lineno, call.col_offset + 1, _message(cls, method, call, contexts))
 
 

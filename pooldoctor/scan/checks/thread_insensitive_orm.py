@@ -3,19 +3,27 @@
 A thread-insensitive call runs on the event loop's default ``ThreadPoolExecutor`` (asgiref
 ``sync.py``, ``SyncToAsync.__call__``: ``loop.run_in_executor(None, ...)``). Each of its worker
 threads opens its own Django connection (``ConnectionHandler`` uses
-``Local(thread_critical=True)``), and ``asyncio.run`` shuts the executor down at the end of every
-task without anything closing them (asyncio ``BaseEventLoop.shutdown_default_executor``): with a
-pool, the connections are garbage-collected while checked out, up to one slot per executor thread
-per task. In views (``views.py``, ``views/``, modules a URLconf imports) the same calls are
-PD307's.
+``Local(thread_critical=True)``), and nothing closes them: a long-lived loop keeps the threads
+and their connections, and ``asyncio.run`` shuts the executor down at the end of every task
+(asyncio ``BaseEventLoop.shutdown_default_executor``): with a pool, the connections are
+garbage-collected while checked out, up to one slot per executor thread per task. In views
+(``views.py``, ``views/``, modules a URLconf imports) the same calls are PD307's.
+
+The function run is followed (through the project's calls, imported ones included, four deep):
+it is flagged when it reaches the ORM, and not when it, or a function on the way to the ORM,
+closes its connections in a ``finally`` (``connections.close_all()``, ``close_old_connections()``,
+``connection.close()``): they are then closed on the executor thread before the call returns.
+The message mentions ``asyncio.run`` only when the module runs one.
 """
 
 from __future__ import annotations
 
 import ast
+import dataclasses
 from collections.abc import Iterator
 
 from pooldoctor.core.model import Severity
+from pooldoctor.scan.calls import Reach, Resolver, module_graph, offloaded_orm
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.source import SourceFile
@@ -26,8 +34,8 @@ from pooldoctor.scan.syntax import (
     is_false,
     keyword,
     last_name,
+    runs_event_loop,
     statements,
-    uses_sync_orm,
 )
 
 FIX = (
@@ -44,24 +52,50 @@ NEEDS = (("thread_sensitive", "sync_to_async", "False"),)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if "thread_sensitive" not in source.text or facts.is_view_module(source):
         return  # PD307's: on the request path the threads live on and hold their connections
-    for call, what in thread_insensitive_orm_calls(source):
+    tree = source.tree
+    runs_loop = tree is not None and any(
+        runs_event_loop(c) and dotted(c.func) == "asyncio.run" for c in calls(tree)
+    )
+    fate = (
+        "and asyncio.run shuts the threads down without closing them"
+        if runs_loop
+        # No asyncio.run here: the loop (an ASGI server's, a worker's) keeps its executor.
+        else "which stays open for as long as the loop keeps the thread, and is not closed when "
+        "the loop shuts its executor down"
+    )
+    for offload in thread_insensitive_orm_calls(source, facts):
         yield Hit(
-            call.lineno,
-            call.col_offset + 1,
-            f"sync_to_async(thread_sensitive=False) runs {what} on the event loop's default "
-            "executor: each of its threads opens its own connection, and asyncio.run shuts "
-            "the threads down without closing them" + HINT,
+            offload.call.lineno,
+            offload.call.col_offset + 1,
+            f"sync_to_async(thread_sensitive=False) runs {offload.what} on the event loop's "
+            f"default executor: each of its threads opens its own connection, {fate}"
+            + offload.note
+            + HINT,
         )
 
 
-def thread_insensitive_orm_calls(source: SourceFile) -> Iterator[tuple[ast.Call, str]]:
-    """Each ``sync_to_async(..., thread_sensitive=False)`` call that runs ORM code, with how to
-    name that code in a message."""
+@dataclasses.dataclass(frozen=True)
+class Offload:
+    """A ``sync_to_async(..., thread_sensitive=False)`` call that runs ORM code."""
+
+    call: ast.Call
+    what: str
+    """How to name the code run: ``Order.objects.get``, ``load()``, ``sync_orders() (which
+    reaches Order.objects in mysite/services.py:12 via sync_orders() → load())``."""
+    note: str = ""
+    """What the message adds: a cleanup that runs only on success."""
+
+
+def thread_insensitive_orm_calls(source: SourceFile, facts: Facts) -> Iterator[Offload]:
+    """Each ``sync_to_async(..., thread_sensitive=False)`` call that runs ORM code and does not
+    close its thread's connections in a ``finally`` (the function run, or one it calls on the way
+    to the ORM: the connection is closed on the executor thread before the call returns)."""
     if "thread_sensitive" not in source.text or "sync_to_async" not in source.text:
         return
     tree = source.tree
     if tree is None:
         return
+    resolver = module_graph(tree, source.module_name, source.relative, facts.calls)
     functions = {n.name: n for n in statements(tree) if isinstance(n, FunctionNode)}
     decorated = {d: f for f in functions.values() for d in f.decorator_list}
     applied = {c.func: c for c in calls(tree) if isinstance(c.func, ast.Call)}
@@ -72,35 +106,65 @@ def thread_insensitive_orm_calls(source: SourceFile) -> Iterator[tuple[ast.Call,
             continue
         if call.args:
             # sync_to_async(Model.objects.get, thread_sensitive=False)
-            what = _orm_target(call.args[0], functions)
+            found = _orm_target(call.args[0], functions, resolver)
         elif call in decorated:
             # @sync_to_async(thread_sensitive=False) on a def
-            function = decorated[call]
-            what = f"{function.name}()" if uses_sync_orm(_body(function)) else None
+            found = _function_target(decorated[call], resolver)
         elif call in applied and applied[call].args:
             # sync_to_async(thread_sensitive=False)(get_user)
-            what = _orm_target(applied[call].args[0], functions)
+            found = _orm_target(applied[call].args[0], functions, resolver)
         else:
-            what = None
-        if what is not None:
-            yield call, what
+            found = None
+        if found is not None:
+            what, reach = found
+            path = reach.path if reach else ()
+            if any(f.closes == "finally" for f in path):
+                continue  # closed on the executor thread before the call returns
+            closing = next((f for f in path if f.closes == "body"), None)
+            note = (
+                f" ({closing.short} closes its connections only when it returns normally, "
+                "not in a finally)"
+                if closing
+                else ""
+            )
+            yield Offload(call, what, note)
 
 
-def _orm_target(node: ast.expr, functions: dict[str, FunctionNode]) -> str | None:
-    """How to name ``node`` in the message if it touches the ORM, else None."""
+def _orm_target(
+    node: ast.expr, functions: dict[str, FunctionNode], resolver: Resolver
+) -> tuple[str, Reach | None] | None:
+    """How to name ``node`` in the message if it touches the ORM (and the path there when it
+    is a function), else None."""
     if isinstance(node, ast.Call) and last_name(node.func) == "partial" and node.args:
-        return _orm_target(node.args[0], functions)
-    if isinstance(node, ast.Lambda):
-        return "a lambda using the ORM" if uses_sync_orm(node.body) else None
+        return _orm_target(node.args[0], functions, resolver)
+    inline = offloaded_orm(node)
+    if inline:
+        return inline, None
     name = dotted(node)
-    if isinstance(node, ast.Attribute) and uses_sync_orm(node):
-        return name
     # A function of this module, by name or as self.method / cls.method.
     base, _, attr = name.rpartition(".")
     if base in {"", "self", "cls"} and attr in functions:
-        return f"{name}()" if uses_sync_orm(_body(functions[attr])) else None
-    return None
+        found = _function_target(functions[attr], resolver, name)
+        if found is not None:
+            return found
+    target = resolver.resolve(node, None, {})
+    if target is None:
+        return None
+    reach = resolver.graph.reaches_sync_orm([target])
+    return (_describe(f"{name}()", reach), reach) if reach else None
 
 
-def _body(function: FunctionNode) -> ast.Module:
-    return ast.Module(body=function.body, type_ignores=[])
+def _function_target(
+    function: FunctionNode, resolver: Resolver, name: str | None = None
+) -> tuple[str, Reach | None] | None:
+    qualified = resolver.seen.get(function, ("", None, {}))[0]
+    reach = resolver.graph.reaches_sync_orm([qualified]) if qualified else None
+    if reach is None:
+        return None
+    return _describe(f"{name or function.name}()", reach), reach
+
+
+def _describe(what: str, reach: Reach) -> str:
+    if len(reach.path) == 1:
+        return what
+    return f"{what} (which reaches {reach.what} in {reach.where} via {reach.via})"

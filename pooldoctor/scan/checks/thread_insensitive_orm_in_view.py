@@ -39,13 +39,14 @@ NEEDS = (("thread_sensitive", "sync_to_async", "False"),)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     if "thread_sensitive" not in source.text or not facts.is_view_module(source):
         return
-    for call, what in thread_insensitive_orm_calls(source):
+    for offload in thread_insensitive_orm_calls(source, facts):
         yield Hit(
-            call.lineno,
-            call.col_offset + 1,
-            f"sync_to_async(thread_sensitive=False) in a view runs {what} on the event loop's "
+            offload.call.lineno,
+            offload.call.col_offset + 1,
+            f"sync_to_async(thread_sensitive=False) in a view runs {offload.what} on the event "
+            "loop's "
             "default executor, off the request's thread: each executor thread opens its own "
             "connection, which Django's end-of-request cleanup never closes, and keeps it for "
             "the life of the process (measured with a pool of max_size 4: 8 concurrent requests "
-            "lost 4 slots, and later requests failed with PoolTimeout)",
+            "lost 4 slots, and later requests failed with PoolTimeout)" + offload.note,
         )

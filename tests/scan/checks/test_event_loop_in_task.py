@@ -29,7 +29,10 @@ def test_asyncio_run_in_a_task_is_flagged(tmp_path: Path, scan_source: ScanSourc
     [finding] = scan_source(tmp_path, {"shop/tasks.py": TASK_WITH_ASYNCIO_RUN}, "PD301")
 
     assert (finding.code, finding.file, finding.line) == ("PD301", "shop/tasks.py", 15)
-    assert finding.message.startswith("asyncio.run in Celery task 'refresh'")
+    assert finding.message.startswith(
+        "asyncio.run(_refresh(order_id)) in Celery task 'refresh' reaches Order.objects.aget in "
+        "shop/tasks.py:9 via _refresh()"
+    )
     assert "process-wide executor thread" in finding.message
     assert finding.message.endswith("; confirm with: pooldoctor check --modes asyncio-run")
 
@@ -56,7 +59,10 @@ def test_loop_kept_per_worker_is_flagged(tmp_path: Path, scan_source: ScanSource
     [finding] = scan_source(tmp_path, {"shop/tasks.py": source}, "PD301")
 
     assert finding.line == 15
-    assert finding.message.startswith("run_until_complete in Celery task 'report'")
+    assert finding.message.startswith(
+        "run_until_complete(count()) in Celery task 'report' reaches Order.objects.acount in "
+        "shop/tasks.py:10 via count()"
+    )
     assert "never closed or returned to the pool" in finding.message
 
 
@@ -283,3 +289,161 @@ def test_task_base_is_left_to_pd302(tmp_path: Path, scan_source: ScanSource) -> 
             return await Order.objects.acount()
     """
     assert scan_source(tmp_path, {"mysite/base.py": source}, "PD301") == []
+
+
+def test_coroutine_without_the_orm_in_an_orm_module_is_not_flagged(
+    tmp_path: Path, scan_source: ScanSource
+) -> None:
+    # GIVEN a task whose coroutine only talks to a message bus, in a module that uses the async
+    # ORM elsewhere (issue #17: flagged because of the module, not of the code run)
+    source = """\
+        import asyncio
+
+        from celery import shared_task
+
+        from shop.bus import client
+        from shop.models import Order
+
+
+        async def publish(event):
+            async with client() as bus:
+                await bus.send("orders", event)
+
+
+        async def count():
+            return await Order.objects.acount()
+
+
+        @shared_task
+        def announce(event):
+            asyncio.run(publish(event))
+    """
+    # THEN nothing is flagged: the coroutine run never reaches the ORM
+    assert scan_source(tmp_path, {"shop/tasks.py": source}, "PD301") == []
+
+
+SERVICES = """\
+    from asgiref.sync import sync_to_async
+    from django.db import close_old_connections
+
+    from shop.models import Order
+
+
+    async def load(pk):
+        return await Order.objects.aget(pk=pk)
+
+
+    async def sync_orders(pk):
+        order = await load(pk)
+        return order.total
+
+
+    async def sync_orders_cleanly(pk):
+        try:
+            return await load(pk)
+        finally:
+            await sync_to_async(close_old_connections)()
+
+
+    def read_orders():
+        return list(Order.objects.all())
+
+
+    async def export_orders():
+        return await sync_to_async(read_orders)()
+"""
+
+CALLER = """\
+    import asyncio
+
+    from celery import shared_task
+
+    from .services import {name}
+
+
+    @shared_task
+    def sync(pk):
+        return asyncio.run({name}(pk))
+"""
+
+
+def test_coroutine_imported_from_another_module_is_followed(
+    tmp_path: Path, scan_source: ScanSource
+) -> None:
+    # GIVEN a task running a coroutine imported from the project's services module, which
+    # awaits a function that uses the async ORM
+    files = {
+        "mysite/__init__.py": "",
+        "mysite/services.py": SERVICES,
+        "mysite/tasks.py": CALLER.format(name="sync_orders"),
+    }
+    # WHEN scanned
+    [finding] = scan_source(tmp_path, files, "PD301")
+    # THEN the finding is at the asyncio.run and names the path to the ORM call
+    assert (finding.file, finding.line) == ("mysite/tasks.py", 10)
+    assert finding.message.startswith(
+        "asyncio.run(sync_orders(pk)) in Celery task 'sync' reaches Order.objects.aget in "
+        "mysite/services.py:8 via sync_orders() → load(): "
+    )
+
+
+def test_sync_to_async_of_orm_code_in_another_module_is_followed(
+    tmp_path: Path, scan_source: ScanSource
+) -> None:
+    files = {
+        "mysite/__init__.py": "",
+        "mysite/services.py": SERVICES,
+        "mysite/tasks.py": CALLER.format(name="export_orders"),
+    }
+    [finding] = scan_source(tmp_path, files, "PD301")
+
+    assert finding.message.startswith(
+        "asyncio.run(export_orders(pk)) in Celery task 'sync' reaches Order.objects in "
+        "mysite/services.py:24 via export_orders() → read_orders(): "
+    )
+
+
+def test_cleanup_in_the_followed_coroutine_is_not_flagged(
+    tmp_path: Path, scan_source: ScanSource
+) -> None:
+    # GIVEN the imported coroutine awaits sync_to_async(close_old_connections)() in a finally
+    files = {
+        "mysite/__init__.py": "",
+        "mysite/services.py": SERVICES,
+        "mysite/tasks.py": CALLER.format(name="sync_orders_cleanly"),
+    }
+    # THEN the executor's connection is closed: not flagged
+    assert scan_source(tmp_path, files, "PD301") == []
+
+
+def test_calls_are_followed_to_a_bounded_depth(tmp_path: Path, scan_source: ScanSource) -> None:
+    # GIVEN the ORM call five calls away from the coroutine run (main → a → b → c → d → e)
+    chain = "\n\n".join(
+        f"async def {name}():\n    return await {callee}()\n"
+        for name, callee in zip("abcd", "bcde", strict=True)
+    )
+    source = f"""\
+import asyncio
+
+from celery import shared_task
+
+
+async def main():
+    return await a()
+
+
+{chain}
+
+async def e():
+    return await Order.objects.acount()
+
+
+@shared_task
+def deep():
+    return asyncio.run(main())
+"""
+    # THEN it is beyond the depth followed (4), and a shorter chain is flagged
+    assert scan_source(tmp_path, {"shop/tasks.py": source}, "PD301") == []
+    shorter = source.replace("return await a()", "return await c()")
+    [finding] = scan_source(tmp_path, {"shop/tasks.py": shorter}, "PD301")
+    assert "via main() → c() → d() → e()" in finding.message

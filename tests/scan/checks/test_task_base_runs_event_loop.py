@@ -159,3 +159,46 @@ def test_other_classes_and_methods_are_not_flagged(tmp_path: Path, scan_source: 
                 return super().__call__(*args, **kwargs)
     """
     assert scan_source(tmp_path, {"mysite/base.py": source}, "PD302") == []
+
+
+def test_runner_from_another_module_that_cleans_up_is_not_flagged(
+    tmp_path: Path, scan_source: ScanSource
+) -> None:
+    # GIVEN the base runs its coroutine through the project's runner, imported from another
+    # module, which awaits sync_to_async(close_old_connections)() in a finally
+    runner = """\
+        from asgiref.sync import sync_to_async
+        from django.db import close_old_connections
+
+
+        async def closing(coroutine):
+            try:
+                return await coroutine
+            finally:
+                await sync_to_async(close_old_connections)()
+    """
+    base = """\
+        import asyncio
+
+        from celery import Task
+
+        from mysite.runner import {name}
+
+
+        class AsyncTask(Task):
+            def __call__(self, *args, **kwargs):
+                return asyncio.run({name}(self.run(*args, **kwargs)))
+    """
+    files = {
+        "mysite/__init__.py": "",
+        "mysite/runner.py": runner,
+        "mysite/base.py": base.format(name="closing"),
+    }
+    assert scan_source(tmp_path, files, "PD302") == []
+    # AND a runner without the cleanup is flagged
+    files["mysite/runner.py"] = runner.replace("closing", "plain").replace(
+        "await sync_to_async(close_old_connections)()", "pass"
+    )
+    files["mysite/base.py"] = base.format(name="plain")
+    [finding] = scan_source(tmp_path, files, "PD302")
+    assert (finding.file, finding.line) == ("mysite/base.py", 10)

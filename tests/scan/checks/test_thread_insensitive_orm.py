@@ -26,7 +26,9 @@ def test_manager_method_is_flagged(tmp_path: Path, scan_source: ScanSource) -> N
         "sync_to_async(thread_sensitive=False) runs Order.objects.get on the event loop's "
         "default executor"
     )
-    assert "asyncio.run shuts the threads down without closing them" in finding.message
+    # No asyncio.run in this module: the message does not blame one.
+    assert "asyncio.run" not in finding.message
+    assert "stays open for as long as the loop keeps the thread" in finding.message
     assert finding.message.endswith("; confirm with: pooldoctor check --modes thread-insensitive")
 
 
@@ -135,3 +137,107 @@ def test_thread_sensitive_orm_calls_are_not_flagged(
             async_task("shop.tasks.settle", pk)
     """
     assert scan_source(tmp_path, {"shop/tasks.py": source}, "PD305") == []
+
+
+CLOSING = """\
+    import asyncio
+
+    from asgiref.sync import sync_to_async
+    from django.db import connections
+
+    from shop.models import Order
+
+
+    def export(pk):
+        try:
+            return list(Order.objects.filter(customer=pk))
+        finally:
+            connections.close_all()
+
+
+    async def report(pk):
+        return await sync_to_async(export, thread_sensitive=False)(pk)
+"""
+
+
+def test_function_closing_in_finally_is_not_flagged(
+    tmp_path: Path, scan_source: ScanSource
+) -> None:
+    # GIVEN the function run on the executor thread closes its connections in a finally (issue
+    # #17): they are closed on that thread before the call returns
+    assert scan_source(tmp_path, {"shop/reports.py": CLOSING}, "PD305") == []
+
+
+def test_function_closing_only_on_success_is_flagged(
+    tmp_path: Path, scan_source: ScanSource
+) -> None:
+    # GIVEN the close comes after the query, not in a finally: a failing query skips it
+    source = CLOSING.replace(
+        "try:\n            return list(Order.objects.filter(customer=pk))\n        finally:\n",
+        "orders = list(Order.objects.filter(customer=pk))\n",
+    ).replace("            connections.close_all()", "        connections.close_all()")
+    assert "finally" not in source
+    [finding] = scan_source(tmp_path, {"shop/reports.py": source}, "PD305")
+
+    assert finding.line == 15
+    assert "runs export() on the event loop's default executor" in finding.message
+    assert "(export() closes its connections only when it returns normally, not in a finally)" in (
+        finding.message
+    )
+
+
+def test_function_imported_from_another_module_is_followed(
+    tmp_path: Path, scan_source: ScanSource
+) -> None:
+    # GIVEN the function run is imported, and reaches the ORM through another function
+    services = """\
+        from shop.models import Order
+
+
+        def rows(pk):
+            return list(Order.objects.filter(customer=pk))
+
+
+        def export(pk):
+            return [str(r) for r in rows(pk)]
+
+
+        def export_cleanly(pk):
+            try:
+                return export(pk)
+            finally:
+                close_old_connections()
+    """
+    caller = """\
+        import asyncio
+
+        from asgiref.sync import sync_to_async
+
+        from shop import services
+
+
+        async def report(pk):
+            return await sync_to_async(services.{name}, thread_sensitive=False)(pk)
+
+
+        def main():
+            asyncio.run(report(1))
+    """
+    files = {
+        "shop/__init__.py": "",
+        "shop/services.py": services,
+        "shop/reports.py": caller.format(name="export"),
+    }
+    [finding] = scan_source(tmp_path, files, "PD305")
+
+    assert (finding.file, finding.line) == ("shop/reports.py", 9)
+    assert finding.message.startswith(
+        "sync_to_async(thread_sensitive=False) runs services.export() (which reaches "
+        "Order.objects in shop/services.py:5 via export() → rows()) on the event loop's "
+        "default executor"
+    )
+    # This module runs asyncio.run: the message says what that does to the threads.
+    assert "asyncio.run shuts the threads down without closing them" in finding.message
+    # AND the same call of a function that closes in a finally is not flagged
+    files["shop/reports.py"] = caller.format(name="export_cleanly")
+    assert scan_source(tmp_path, files, "PD305") == []

@@ -122,3 +122,32 @@ def test_non_orm_call_in_a_view_is_not_flagged(tmp_path: Path, scan_source: Scan
 def test_inline_suppression(tmp_path: Path, scan_source: ScanSource) -> None:
     source = VIEW.replace("(pk=pk)", "(pk=pk)  # pooldoctor: ignore[PD307]")
     assert scan_source(tmp_path, {"shop/views.py": source}, "PD307") == []
+
+
+def test_view_helper_closing_in_finally_is_not_flagged(
+    tmp_path: Path, scan_source: ScanSource
+) -> None:
+    # GIVEN the function run on the executor thread closes its connection in a finally
+    source = """\
+        from asgiref.sync import sync_to_async
+        from django.db import connection
+        from django.http import JsonResponse
+
+
+        def count_orders():
+            try:
+                return Order.objects.count()
+            finally:
+                connection.close()
+
+
+        async def dashboard(request):
+            total = await sync_to_async(count_orders, thread_sensitive=False)()
+            return JsonResponse({"orders": total})
+    """
+    assert scan_source(tmp_path, {"shop/views.py": source}, "PD307") == []
+    # AND without the finally it is flagged, at the sync_to_async call
+    flagged = source.replace("connection.close()", "pass")
+    [finding] = scan_source(tmp_path, {"shop/views.py": flagged}, "PD307")
+    assert (finding.line, finding.code) == (14, "PD307")
+    assert "in a view runs count_orders() on the event loop's default executor" in finding.message
