@@ -4,14 +4,20 @@ Settings are written in many shapes: one dict literal, ``dj_database_url.config(
 plus ``DATABASES["default"]["OPTIONS"] = {"pool": True}``, values from the environment. The reader
 collects every place that sets a pool, CONN_MAX_AGE, the pool timeout or CONN_HEALTH_CHECKS, in
 any of those shapes; a value it cannot evaluate (an environment lookup) is kept as ``None``.
+
+:func:`database_configs` is the newer reader: it evaluates the settings module (and what it
+imports) with :mod:`pooldoctor.scan.values` and says, per alias, whether the pool is on, off, or
+unknown, and why.
 """
 
 from __future__ import annotations
 
 import ast
 import dataclasses
+import enum
 
 from pooldoctor.scan.syntax import keyword, last_name
+from pooldoctor.scan.values import UNKNOWN, Dict, ModuleSource, Place, Value, evaluate_module
 
 NOT_LITERAL = object()
 
@@ -139,3 +145,130 @@ def _subscript_key(node: ast.AST | None) -> str | None:
         value = node.slice.value
         return value if isinstance(value, str) else None
     return None
+
+
+# --- The aliases a settings module configures, from its evaluated names. ---
+
+# Django's PostgreSQL backend and the backends built on it (GeoDjango's postgis,
+# django_tenants.postgresql_backend, django_prometheus.db.backends.postgresql); the others have
+# no "pool" option.
+_POOLED_ENGINES = ("postgresql", "postgis")
+
+
+class PoolState(enum.StrEnum):
+    ON = "on"
+    OFF = "off"
+    UNKNOWN = "unknown"
+
+
+@dataclasses.dataclass(frozen=True)
+class AliasConfig:
+    """One database alias of one settings module, as Django would see it where the environment
+    sets nothing (environment lookups take their defaults; see ``Value.from_environment``)."""
+
+    settings: str
+    """The settings module evaluated ("mysite.settings.production")."""
+    alias: str
+    """"default", ...; "*" when DATABASES itself (or part of it) is unknown."""
+    place: Place | None
+    """Where the alias's dict was written."""
+    pool: PoolState
+    pool_place: Place | None
+    """Where OPTIONS["pool"] got its value, else the alias's place."""
+    pool_options: Value | None
+    """The pool's dict when known (min_size, max_size, timeout, check); None for True/unknown."""
+    because: str
+    """Why the pool is UNKNOWN (or, when OFF by engine, which engine)."""
+    conn_max_age: Value | None
+    """None: not set (Django's default, 0)."""
+    health_checks: Value | None
+    """CONN_HEALTH_CHECKS; None: not set."""
+    engine: Value | None
+    pool_value: Value | None = None
+    """OPTIONS["pool"] itself when set (its ``from_environment`` names the variable that can
+    change it)."""
+
+
+def database_configs(settings_module: str, modules: ModuleSource) -> tuple[AliasConfig, ...]:
+    """The aliases ``settings_module``'s DATABASES configures; () when it sets no DATABASES."""
+    names = evaluate_module(settings_module, modules)
+    databases = names.get("DATABASES")
+    if databases is None:
+        return ()
+    data = databases.data
+    if not isinstance(data, Dict):
+        because = databases.because or "DATABASES is not a dict scan can read"
+        return (_unknown_alias(settings_module, "*", databases, because),)
+    configs = [_alias(settings_module, alias, value) for alias, value in data.items()]
+    if data.open:
+        configs.append(_unknown_alias(settings_module, "*", databases, data.open))
+    return tuple(configs)
+
+
+def _unknown_alias(settings: str, alias: str, value: Value, because: str) -> AliasConfig:
+    return AliasConfig(
+        settings, alias, value.place, PoolState.UNKNOWN, value.place, None, because, None, None,
+        None, None,
+    )  # fmt: skip
+
+
+_URL_READER = "reads the database URL"
+
+
+def _alias(settings: str, alias: str, value: Value) -> AliasConfig:
+    if not isinstance(value.data, Dict):
+        because = value.because or f"DATABASES[{alias!r}] is not a dict scan can read"
+        return _unknown_alias(settings, alias, value, because)
+    engine = value.get("ENGINE")
+    conn_max_age = _known_or_unset(value, "CONN_MAX_AGE")
+    health_checks = _known_or_unset(value, "CONN_HEALTH_CHECKS")
+    options = _known_or_unset(value, "OPTIONS")
+    pool = options.get("pool") if options is not None else None
+    state, because = _pool_state(options, pool)
+    if (
+        engine is not None
+        and isinstance(engine.data, str)
+        and not any(name in engine.data for name in _POOLED_ENGINES)
+    ):
+        state, because = PoolState.OFF, f"{engine.data} has no connection pool"
+    pool_options = pool if pool is not None and isinstance(pool.data, Dict) else None
+    pool_place = pool.place if pool is not None and pool.place is not None else value.place
+    return AliasConfig(
+        settings, alias, value.place, state, pool_place,
+        pool_options if state is PoolState.ON else None, because, conn_max_age, health_checks,
+        engine, pool,
+    )  # fmt: skip
+
+
+def _known_or_unset(alias: Value, key: str) -> Value | None:
+    """``alias[key]``; None when unset. A database URL reader (``dj_database_url.config()``,
+    ``env.db()``) sets ``CONN_MAX_AGE`` and ``CONN_HEALTH_CHECKS`` from its keywords (0 and
+    False without them) and ``OPTIONS`` only from the URL's query, which carries no pool: a key
+    it leaves out is unset, not unknown."""
+    found = alias.get(key)
+    if (
+        found is not None
+        and not found.known
+        and isinstance(alias.data, Dict)
+        and _URL_READER in alias.data.open
+        and key not in alias.data
+    ):
+        return None
+    return found
+
+
+def _pool_state(options: Value | None, pool: Value | None) -> tuple[PoolState, str]:
+    if options is None:
+        return PoolState.OFF, ""
+    if pool is None:
+        return PoolState.OFF, ""
+    data = pool.data
+    if data is UNKNOWN:
+        return PoolState.UNKNOWN, pool.because or "OPTIONS['pool'] is unknown"
+    if isinstance(data, Dict):
+        if data:
+            return PoolState.ON, ""
+        if data.open:
+            return PoolState.UNKNOWN, data.open
+        return PoolState.OFF, ""
+    return (PoolState.ON if data else PoolState.OFF), ""
