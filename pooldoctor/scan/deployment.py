@@ -1,10 +1,13 @@
 """What the deployment files say about how the project is served.
 
-Read as text (Procfiles, Dockerfiles, compose files, systemd units, supervisord configs, shell
-scripts, Makefiles) and as Python (gunicorn config files, scripts calling ``uvicorn.run``): which
-server runs the app and whether it is an ASGI one, and where gunicorn preloads the app. A
-dependency alone (``uvicorn`` in requirements.txt or pyproject.toml) is weaker evidence than a
-command that runs it, and is kept apart.
+Read as text (Procfiles, heroku.yml, Dockerfiles, compose files, Kubernetes manifests, systemd
+units, supervisord configs, shell scripts, Makefiles) and as Python (gunicorn config files,
+scripts calling ``uvicorn.run``): which server runs the app and whether it is an ASGI one, where
+gunicorn preloads the app, and which processes (Celery workers with their pool kind and
+concurrency, web servers) are started and how many. A dependency alone (``uvicorn`` in
+requirements.txt or pyproject.toml) is weaker evidence than a command that runs it, and is kept
+apart. Nothing YAML-shaped is parsed with a YAML library: compose files, heroku.yml and
+manifests are read by indentation, which is all their ``command`` keys need.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import json
+import posixpath
 import re
 import shlex
 from collections.abc import Iterator
@@ -69,6 +73,12 @@ def servers_in_text(name: str, relative: str, lines: list[str]) -> Iterator[Serv
     dependency_file = bool(_DEPENDENCY_FILES.match(name)) or relative.startswith("requirements/")
     if name.endswith(".lock"):
         return  # lock files list every transitive package: neither a command nor a choice
+    if _YAML.search(name) and not (_COMPOSE.match(name) or _HEROKU_YML.match(name)):
+        # Any other YAML (CI workflows, mkdocs.yml, labels like "app: daphne") says nothing
+        # line by line: only a Kubernetes manifest's parsed commands do.
+        yield from _parsed_servers(name, relative, lines)
+        return
+    found: list[Served] = []
     for number, raw in enumerate(lines, start=1):
         line = _COMMENT.sub("", raw)
         if dependency_file:
@@ -76,17 +86,33 @@ def servers_in_text(name: str, relative: str, lines: list[str]) -> Iterator[Serv
             if match:
                 server = "uvicorn" if match[1].lower() == "uvicorn-worker" else match[1].lower()
                 # granian serves WSGI, ASGI or RSGI (its default): the pin alone says nothing
-                yield Served(relative, number, server, server != "granian", command=False)
+                found.append(Served(relative, number, server, server != "granian", command=False))
             continue
         install = _INSTALL.search(line)
         if install:
             for package in _PACKAGE.finditer(install[1]):
                 server = package[1]
-                yield Served(relative, number, server, server != "granian", command=False)
+                found.append(Served(relative, number, server, server != "granian", command=False))
             continue
         served = command_server(line)
         if served is not None:
-            yield Served(relative, number, served[0], served[1], command=True)
+            found.append(Served(relative, number, served[0], served[1], command=True))
+    if not dependency_file and not (name.endswith(".sh") or name == "Makefile"):
+        # A command over several lines or words (ENTRYPOINT ["gunicorn"] with CMD ["-k", ...],
+        # a block list) is known once parsed: it replaces what its first line said alone.
+        for parsed in _parsed_servers(name, relative, lines):
+            if any((s.server, s.asgi) == (parsed.server, parsed.asgi) for s in found):
+                continue
+            found = [s for s in found if not (s.command and s.line == parsed.line)]
+            found.append(parsed)
+    yield from sorted(found, key=lambda s: s.line)
+
+
+def _parsed_servers(name: str, relative: str, lines: list[str]) -> Iterator[Served]:
+    for command in commands_in_text(name, relative, lines):
+        served = command_server(shlex.join(command.words))
+        if served is not None:
+            yield Served(relative, command.line, served[0], served[1], command=True)
 
 
 def command_server(line: str) -> tuple[str, bool] | None:
@@ -165,6 +191,11 @@ _SUPERVISOR = re.compile(r"^(supervisord?.*\.conf|.*\.ini)$")
 _COMPOSE = re.compile(r"^(docker-)?compose.*\.ya?ml$")
 _DOCKERFILE = re.compile(r"^(Dockerfile.*|.*\.dockerfile)$")
 _HEROKU_YML = re.compile(r"^heroku\.ya?ml$")
+_YAML = re.compile(r"\.ya?ml$")
+_WORKLOAD = re.compile(
+    r"^kind:\s*[\"']?(Deployment|StatefulSet|DaemonSet|ReplicaSet|Job|CronJob|Pod)[\"']?\s*(#.*)?$",
+    re.MULTILINE,
+)
 _ENV_DEFAULT = re.compile(r"^\$\{\w+:?-([^}]*)\}$")
 _SEPARATORS = frozenset({"&&", "||", ";", "&", "|", "(", ")"})
 _WRAPPERS = frozenset({"exec", "nice", "nohup", "env", "tini", "dumb-init", "--", "gosu", "sudo"})
@@ -197,6 +228,11 @@ class Program:
     parents: int = 0
     """Parent processes that load the app and fork the workers: a prefork Celery node's main
     process, gunicorn's master (which loads the app only with ``--preload``)."""
+    pool: str = ""
+    """A Celery worker's ``-P``/``--pool``: ``prefork`` (also when not given), ``threads``,
+    ``gevent``, ``eventlet``, ``solo``; empty for a web server."""
+    concurrency: int | None = None
+    """A Celery worker's ``-c``/``--concurrency`` (or ``--autoscale``'s maximum) when given."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -255,6 +291,18 @@ class GunicornConfig:
 
 def workers_in_text(name: str, relative: str, lines: list[str]) -> Iterator[Workers]:
     """Every command in a deployment file that starts Celery workers or a web server."""
+    for command in commands_in_text(name, relative, lines):
+        found = program(command.words)
+        if found is not None:
+            yield Workers(
+                relative, command.line, command.deployment, found, command.copies, command.by
+            )
+
+
+def commands_in_text(name: str, relative: str, lines: list[str]) -> Iterator[Command]:
+    """The commands a deployment file runs: a Procfile's and heroku.yml's processes, systemd's
+    ``ExecStart``, compose's and Kubernetes' ``command`` (with ``args``), a Dockerfile's last
+    ``ENTRYPOINT``/``CMD``, supervisord's ``command``, a shell script's or Makefile's lines."""
     if name.startswith("Procfile"):
         for number, line in enumerate(lines, start=1):
             kind, _, command = _COMMENT.sub("", line).partition(":")
@@ -275,6 +323,18 @@ def workers_in_text(name: str, relative: str, lines: list[str]) -> Iterator[Work
                 )
     elif _DOCKERFILE.match(name):
         yield from _dockerfile(relative, lines)
+    elif _YAML.search(name):
+        directory = posixpath.dirname(relative)
+        deployment = (
+            f"Kubernetes manifests in {directory}/" if directory else "Kubernetes manifests"
+        )
+        for container in manifest_containers(lines):
+            by = f"replicas {container.replicas}" if container.replicas > 1 else ""
+            yield from _entry(
+                relative, container.line, deployment, container.command, container.replicas, by
+            )
+    elif name.endswith(".sh") or name == "Makefile":
+        yield from _script(name, relative, lines)
     elif _SUPERVISOR.match(name) or any(line.startswith("[program:") for line in lines):
         yield from _supervisord(relative, lines)
 
@@ -392,15 +452,27 @@ def _celery(words: list[str]) -> Program | None:
         groups = f"celery multi start {nodes} {'group' if nodes == 1 else 'groups'}"
         if pool in {"prefork", "processes"}:
             arithmetic = f"{groups} x {c_text}"
-            return Program("celery multi", nodes * c, 1, arithmetic, bool(concurrency), nodes)
+            return Program(
+                "celery multi",
+                nodes * c,
+                1,
+                arithmetic,
+                bool(concurrency),
+                nodes,
+                pool,
+                concurrency,
+            )
         threads = 1 if pool == "solo" else c
-        return Program("celery multi", nodes, threads, f"{groups} ({pool} {c_text})")
+        arithmetic = f"{groups} ({pool} {c_text})"
+        return Program("celery multi", nodes, threads, arithmetic, True, 0, pool, concurrency)
     if "worker" not in words:
         return None  # beat, flower, inspect...
     if pool in {"prefork", "processes"}:
-        return Program("celery worker", c, 1, f"celery worker {c_text}", bool(concurrency), 1)
+        arithmetic = f"celery worker {c_text}"
+        return Program("celery worker", c, 1, arithmetic, bool(concurrency), 1, pool, concurrency)
     threads = 1 if pool == "solo" else c
-    return Program("celery worker", 1, threads, f"celery worker -P {pool} {c_text}")
+    arithmetic = f"celery worker -P {pool} {c_text}"
+    return Program("celery worker", 1, threads, arithmetic, True, 0, pool, concurrency)
 
 
 def _gunicorn(words: list[str]) -> Program:
@@ -468,12 +540,21 @@ def _tokens(command: str) -> list[str]:
         return text.split()
 
 
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """A command a deployment file runs, as shell words, with what it belongs to."""
+
+    line: int
+    deployment: str
+    words: list[str]
+    copies: int = 1
+    by: str = ""
+
+
 def _entry(
     relative: str, line: int, deployment: str, tokens: list[str], copies: int = 1, by: str = ""
-) -> Iterator[Workers]:
-    found = program(tokens)
-    if found is not None:
-        yield Workers(relative, line, deployment, found, copies, by)
+) -> Iterator[Command]:
+    yield Command(line, deployment, tokens, copies, by)
 
 
 def _continued(lines: list[str]) -> Iterator[tuple[int, str]]:
@@ -495,7 +576,7 @@ def _continued(lines: list[str]) -> Iterator[tuple[int, str]]:
         yield start, " ".join(p.strip() for p in parts)
 
 
-def _supervisord(relative: str, lines: list[str]) -> Iterator[Workers]:
+def _supervisord(relative: str, lines: list[str]) -> Iterator[Command]:
     """``[program:x]`` sections: ``command`` (continued on indented lines) x ``numprocs``."""
     sections: list[dict[str, tuple[int, str]]] = []
     key = None
@@ -526,7 +607,7 @@ def _supervisord(relative: str, lines: list[str]) -> Iterator[Workers]:
         yield from _entry(relative, line, HOST, _tokens(command), numprocs, by)
 
 
-def _dockerfile(relative: str, lines: list[str]) -> Iterator[Workers]:
+def _dockerfile(relative: str, lines: list[str]) -> Iterator[Command]:
     """The last ``ENTRYPOINT`` and ``CMD`` (the final stage's, as ``docker run`` runs it)."""
     last: dict[str, tuple[int, list[str]]] = {}
     exec_form = False
@@ -619,7 +700,7 @@ def _service(name: str, number: int, block: list[tuple[int, str]]) -> ComposeSer
     return ComposeService(name, line, command, copies)
 
 
-def _heroku_yml(relative: str, lines: list[str]) -> Iterator[Workers]:
+def _heroku_yml(relative: str, lines: list[str]) -> Iterator[Command]:
     """heroku.yml's ``run:`` section: ``web: gunicorn ...`` or a ``command:`` list."""
     running = False
     for number, raw in enumerate(lines, start=1):
@@ -644,3 +725,104 @@ def _unquote(text: str) -> str:
     if len(text) >= 2 and text[0] == text[-1] and text[0] in "\"'":
         return text[1:-1]
     return text
+
+
+def _script(name: str, relative: str, lines: list[str]) -> Iterator[Command]:
+    """Every command of a shell script (or a Makefile's recipe lines), each script a deployment
+    of its own: what runs it (a Dockerfile's ``CMD ["./start.sh"]``) starts nothing itself."""
+    for number, command in _continued(lines):
+        if name == "Makefile":
+            if not lines[number - 1].startswith("\t"):
+                continue  # targets and variables; recipes are tab-indented
+            command = command.strip().lstrip("@-+")
+        yield from _entry(relative, number, relative, _tokens(_COMMENT.sub("", command)))
+
+
+@dataclasses.dataclass(frozen=True)
+class Container:
+    """A container of a Kubernetes workload: its ``command`` and ``args`` as one command."""
+
+    line: int
+    """The line of ``command:`` (else of ``args:``)."""
+    command: list[str]
+    replicas: int = 1
+    """The workload's ``replicas`` (1 when not stated, as for a Job, a CronJob, a Pod)."""
+
+
+_BLOCK_SCALARS = frozenset({">", "|", ">-", "|-", ">+", "|+"})
+_CONTAINER_KEY = re.compile(r"^(\s*)(-\s+)?(command|args):(.*)$")
+_REPLICAS = re.compile(r"^\s+replicas:\s*[\"']?(\d+)[\"']?\s*(#.*)?$")
+
+
+def manifest_containers(lines: list[str]) -> Iterator[Container]:
+    """The containers of the workloads (Deployment, StatefulSet, DaemonSet, ReplicaSet, Job,
+    CronJob, Pod) in a Kubernetes manifest, each ``---`` document on its own, read by
+    indentation (no YAML library). Nothing but a cheap text test for any other YAML file."""
+    if not any("kind:" in line for line in lines) or not _WORKLOAD.search("\n".join(lines)):
+        return
+    start = 0
+    for index in [*(i for i, line in enumerate(lines) if line.startswith("---")), len(lines)]:
+        document = lines[start:index]
+        if _WORKLOAD.search("\n".join(document)):
+            yield from _containers(document, start)
+        start = index + 1
+
+
+def _containers(document: list[str], offset: int) -> Iterator[Container]:
+    replicas = next((int(m[1]) for m in map(_REPLICAS.match, document) if m), 1) or 1
+    keys: list[tuple[int, int, str, list[str]]] = []  # (index, column, key, words)
+    for index, raw in enumerate(document):
+        match = _CONTAINER_KEY.match(_COMMENT.sub("", raw))
+        if match is None:
+            continue
+        column = len(match[1]) + len(match[2] or "")
+        keys.append((index, column, match[3], _yaml_words(match[4], document[index + 1 :], column)))
+    paired: set[int] = set()
+    for position, (index, column, key, words) in enumerate(keys):
+        if position in paired:
+            continue
+        command = list(words)
+        following = keys[position + 1] if position + 1 < len(keys) else None
+        if key == "command" and following and following[2] == "args" and following[1] == column:
+            between = document[index + 1 : following[0]]
+            if not any(line.strip() and _indent(line) < column for line in between):
+                command += following[3]  # the same container: args follow the command
+                paired.add(position + 1)
+        if command:
+            yield Container(offset + index + 1, command, replicas)
+
+
+def _yaml_words(value: str, below: list[str], column: int) -> list[str]:
+    """A ``command``/``args`` value: a flow list, a block list below the key, a string."""
+    value = value.strip()
+    if value.startswith("["):
+        if value.endswith("]"):
+            try:
+                words = json.loads(value)
+            except ValueError:
+                words = [_unquote(w) for w in value[1:-1].split(",") if w.strip()]
+            return [str(w) for w in words] if isinstance(words, list) else []
+        return []
+    if value and value not in _BLOCK_SCALARS:
+        return _tokens(_unquote(value))
+    items: list[str] = []
+    block: int | None = None  # the indent of a "- >" item whose lines follow
+    for line in below:
+        text = _COMMENT.sub("", line).strip()
+        if not text:
+            continue
+        if block is not None and _indent(line) > block:
+            items[-1] = f"{items[-1]} {text}".strip()  # "- >": one word over several lines
+            continue
+        block = None
+        if _indent(line) < column or (_indent(line) == column and not text.startswith("- ")):
+            break
+        if not text.startswith("- "):
+            if value:  # a folded or literal block: its lines are the command
+                items += _tokens(text)
+            continue
+        item = text[2:].strip()
+        if item in _BLOCK_SCALARS:
+            block, item = _indent(line), ""
+        items.append(_unquote(item))
+    return items

@@ -27,7 +27,9 @@ TEXT_NAMES = re.compile(
     r"^(requirements.*\.(txt|in)|constraints.*\.txt|pyproject\.toml|setup\.cfg|Pipfile(\.lock)?|"
     r"poetry\.lock|uv\.lock|Procfile.*|Dockerfile.*|.*\.dockerfile|docker-compose.*\.ya?ml|"
     r"compose.*\.ya?ml|.*\.sh|Makefile|.*\.service|supervisord?.*\.conf|.*\.ini|heroku\.ya?ml|"
-    r"postgresql.*\.conf|(?:celery|gunicorn|uwsgi|worker)[\w.-]*\.conf)$"
+    r"postgresql.*\.conf|(?:celery|gunicorn|uwsgi|worker)[\w.-]*\.conf|"
+    # any YAML (Kubernetes manifests have no fixed name) but lock files such as pnpm-lock.yaml
+    r"(?![\w.-]*lock\.ya?ml$)[\w.-]*\.ya?ml)$"
 )
 TEXT_LIMIT = 16 * 1024 * 1024
 """The size cap of the deployment and dependency files (never below ``--max-file-size``)."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -10,8 +11,10 @@ from typing import Any
 import pytest
 from conftest import FIXTURES, pooldoctor
 
+from pooldoctor.commands.scan import run_scan
 from pooldoctor.core.model import Severity
-from pooldoctor.reporters.scan import ScanFormat, as_gitlab, as_junit, infer_format
+from pooldoctor.reporters.scan import ScanFormat, as_gitlab, as_junit, infer_format, render
+from pooldoctor.scan.checks import all_checks
 from pooldoctor.scan.model import ScanFinding, ScanResult, SkippedFile, SkipReason
 
 LEAKY = FIXTURES / "leaky"
@@ -195,3 +198,79 @@ def test_a_saved_scan_renders_the_new_formats_as_scan_does(tmp_path: Path, fmt: 
 
     assert again.stdout == direct.stdout
     assert again.returncode == direct.returncode == 1
+
+
+NEW_SYNTAX = (
+    "import typing\n\ntype Alias = int\n\n\ndef first[T](items: list[T]) -> T:\n"
+    "    return items[0]\n"
+)
+
+
+def test_new_syntax_is_scanned_or_skipped_by_the_grammar_that_runs(tmp_path: Path) -> None:
+    # GIVEN a module with PEP 695 syntax (Python 3.12's grammar) and one any Python parses
+    (tmp_path / "mysite").mkdir()
+    (tmp_path / "mysite" / "typing_new.py").write_text(NEW_SYNTAX)
+    (tmp_path / "mysite" / "settings.py").write_text("DEBUG = False\n")
+    # WHEN the scan runs under this Python
+    result = run_scan(tmp_path, [], all_checks())
+    # THEN a Python that has the grammar scans it; an older one lists it as skipped, naming the
+    # line it stopped at, and does not count it as scanned
+    if sys.version_info >= (3, 12):
+        assert (result.files_scanned, result.skipped) == (2, ())
+    else:
+        [skipped] = result.skipped
+        assert (skipped.path, skipped.reason) == ("mysite/typing_new.py", SkipReason.UNPARSEABLE)
+        assert "line 3" in skipped.detail
+        assert result.files_scanned == 1
+
+
+def _shows_skipped(fmt: ScanFormat, text: str) -> tuple[str, str, int | None]:
+    """(path, reason, files_scanned) of the one skipped file as ``fmt`` shows them."""
+    if fmt is ScanFormat.TEXT:
+        [line] = [line for line in text.splitlines() if line.startswith("  ")]
+        path, _, why = line.strip().partition(": ")
+        return path, why, int(text.splitlines()[-1].split(" in ")[1].split()[0])
+    if fmt is ScanFormat.JSON:
+        data = json.loads(text)
+        [entry] = data["skipped"]
+        return entry["path"], f"{entry['reason']}: {entry['detail']}", data["files_scanned"]
+    if fmt is ScanFormat.SARIF:
+        [run] = json.loads(text)["runs"]
+        [note] = run["invocations"][0]["toolExecutionNotifications"]
+        uri = note["locations"][0]["physicalLocation"]["artifactLocation"]["uri"]
+        return uri, f"{note['descriptor']['id']}: {note['message']['text']}", None
+    if fmt is ScanFormat.GITHUB:
+        [line] = text.splitlines()
+        path = line.split("file=")[1].split(",")[0]
+        return path, line.split("::")[2], None
+    if fmt is ScanFormat.GITLAB:
+        [issue] = json.loads(text)
+        return issue["location"]["path"], f"{issue['check_name']}: {issue['description']}", None
+    root = ET.fromstring(text)
+    [case] = [c for c in root.iter("testcase") if c.find("skipped") is not None]
+    scanned = root.find(".//property[@name='files_scanned']")
+    assert scanned is not None
+    skipped = case.find("skipped")
+    assert skipped is not None
+    return case.get("name", ""), skipped.get("message", ""), int(scanned.get("value", ""))
+
+
+@pytest.mark.parametrize("fmt", list(ScanFormat))
+def test_every_format_shows_each_skipped_file_with_its_reason(
+    tmp_path: Path, fmt: ScanFormat
+) -> None:
+    # GIVEN a module that does not parse under any Python, next to one that does
+    (tmp_path / "mysite").mkdir()
+    (tmp_path / "mysite" / "broken.py").write_text("x = 1\n\ndef broken(:\n    pass\n")
+    (tmp_path / "mysite" / "settings.py").write_text("DEBUG = False\n")
+    checks = all_checks()
+    result = run_scan(tmp_path, [], checks)
+    # WHEN the result is rendered in the format
+    text = render(result, fmt, checks, "never")
+    # THEN the skipped file is there with its reason, and only the other one counts as scanned
+    path, why, scanned = _shows_skipped(fmt, text)
+    assert result.files_scanned == 1
+    assert path == "mysite/broken.py"
+    assert "line 3" in why
+    assert "parse" in why or "unparseable" in why
+    assert scanned in {None, 1}
