@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, TypeVar
 from pooldoctor.config import tool_config
 from pooldoctor.errors import UsageError
 from pooldoctor.scan.checks import Check, Prefilter, all_checks
+from pooldoctor.scan.databases import PoolState
 from pooldoctor.scan.facts import Facts, FileFacts, combine, file_facts
 from pooldoctor.scan.files import (
     DEFAULT_MAX_FILE_SIZE,
@@ -36,7 +37,14 @@ from pooldoctor.scan.files import (
     require_parse,
     require_valid,
 )
-from pooldoctor.scan.model import ScanFinding, ScanResult, SkippedFile
+from pooldoctor.scan.model import (
+    DatabaseSummary,
+    ScanFinding,
+    ScanResult,
+    SettingsSummary,
+    SkippedFile,
+)
+from pooldoctor.scan.settings import ProjectModules, ProjectSettings
 from pooldoctor.scan.source import RawFile, Reading, SourceFile
 
 if TYPE_CHECKING:
@@ -131,7 +139,10 @@ def run_scan(
         outcomes = workers.map(first, kept(reading), len(reading))
         skipped = [*reading.skipped, *(o.skipped for o in outcomes if o.skipped)]
         read = [o for o in outcomes if o.facts is not None]
-        facts = combine(o.facts for o in read if o.facts is not None)
+        # The settings are evaluated here, over the files read: only the few modules they
+        # import are parsed (again).
+        texts = {r.relative: (lambda r=r: r.decode().text) for r in raws if r.is_python}
+        facts = combine((o.facts for o in read if o.facts is not None), ProjectModules(texts))
         wanted = [(f, o.wanted) for f, o in zip(raws, outcomes, strict=True) if o.wanted]
         raws.clear()  # the bytes of the files no check wants
         second = functools.partial(_check, facts=facts, checks=chosen)
@@ -142,7 +153,21 @@ def run_scan(
         files_scanned=len(read),
         skipped=tuple(sorted(set(skipped))),
         scanned=tuple(sorted({_directory(root, p) for p in paths or [root]})),
+        settings=_summary(facts.settings),
     )
+
+
+def _summary(settings: ProjectSettings) -> SettingsSummary:
+    databases = []
+    for alias in settings.databases:
+        place = alias.pool_place or alias.place
+        where = f"{place.file}:{place.line}" if place else ""
+        because = alias.because if alias.pool is PoolState.UNKNOWN else ""
+        databases.append(
+            DatabaseSummary(alias.settings, alias.alias, alias.pool.value, where, because)
+        )
+    named = tuple(r.where for r in settings.references)
+    return SettingsSummary(settings.modules, named, tuple(databases))
 
 
 @dataclasses.dataclass(frozen=True)

@@ -15,6 +15,7 @@ back from JSON does not, and keeps ``%SRCROOT%`` undeclared, which is where CI r
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import json
@@ -31,7 +32,13 @@ from pooldoctor.core.model import Severity
 from pooldoctor.reporters import github
 from pooldoctor.reporters.junit import XML_DECLARATION
 from pooldoctor.scan.checks import Check
-from pooldoctor.scan.model import SEVERITY_ORDER, ScanFinding, ScanResult, SkippedFile
+from pooldoctor.scan.model import (
+    SEVERITY_ORDER,
+    ScanFinding,
+    ScanResult,
+    SettingsSummary,
+    SkippedFile,
+)
 
 SARIF_LEVELS = {"info": "note", "warning": "warning", "error": "error"}
 # GitLab Code Quality's severities: info, minor, major, critical, blocker.
@@ -92,10 +99,25 @@ def as_text(result: ScanResult) -> str:
         count = len(result.skipped)
         lines.append(f"skipped {count} file{'' if count == 1 else 's'}:")
         lines += [f"  {s.path}: {_why(s)}" for s in result.skipped]
+    lines += _settings_lines(result.settings)
     count = len(result.findings)
     noun = "finding" if count == 1 else "findings"
     lines.append(f"{count} {noun} in {result.files_scanned} files")
     return "\n".join(lines) + "\n"
+
+
+def _settings_lines(settings: SettingsSummary) -> list[str]:
+    """What the pool-dependent checks read, so that their silence can be trusted: ``pool
+    unknown`` where scan could not tell, never ``no pool``."""
+    if not settings.modules:
+        return ["settings: none found (checks that need a pool assumed none)"]
+    named = f"named in {', '.join(settings.named_in)}" if settings.named_in else "guessed"
+    lines = [f"settings: {', '.join(settings.modules)} ({named})"]
+    for db in settings.databases:
+        where = f" at {db.where}" if db.where else ""
+        because = f": {db.because}" if db.because else ""
+        lines.append(f"  {db.settings} {db.alias}: pool {db.pool}{where}{because}")
+    return lines
 
 
 def as_json(result: ScanResult) -> str:
@@ -115,6 +137,7 @@ def as_json(result: ScanResult) -> str:
             for f in result.findings
         ],
         "files_scanned": result.files_scanned,
+        "settings": dataclasses.asdict(result.settings),
         "skipped": [
             {"path": s.path, "reason": s.reason.value, "detail": s.detail} for s in result.skipped
         ],

@@ -14,10 +14,11 @@ from collections.abc import Iterable, Sequence
 
 from pooldoctor.scan import calls as call_graph
 from pooldoctor.scan import deployment, queries
-from pooldoctor.scan.databases import NOT_LITERAL, read_databases
+from pooldoctor.scan import settings as live
 from pooldoctor.scan.deployment import Served
 from pooldoctor.scan.source import SourceFile
 from pooldoctor.scan.syntax import calls, dotted, last_name, statements
+from pooldoctor.scan.values import Place
 
 # "celery==5.5.3", "celery[redis]>=5.4,<5.6", 'celery = "5.5.3"', name = "celery"\nversion = "5.5.3"
 # (also dependencies = ["django", "celery==5.5.3"] and Pipfile's celery = "==5.5.3")
@@ -60,7 +61,9 @@ class Query:
 @dataclasses.dataclass(frozen=True)
 class Facts:
     pools: tuple[Location, ...] = ()
-    """Where a database pool is (or may be, from the environment) switched on."""
+    """Where the live settings switch a database pool on."""
+    settings: live.ProjectSettings = dataclasses.field(default_factory=live.ProjectSettings)
+    """The live settings modules, where they are named, and their database aliases."""
     uses_celery: bool = False
     celery_version: tuple[int, int] | None = None
     """The Celery release the project pins or locks (major, minor), if a file says."""
@@ -78,7 +81,8 @@ class Facts:
     preloads: tuple[Location, ...] = ()
     """gunicorn ``--preload`` or ``preload_app = True``."""
     persistent: tuple[Location, ...] = ()
-    """``CONN_MAX_AGE`` set to a non-zero value, None, or something computed."""
+    """``CONN_MAX_AGE`` in the live settings set to a non-zero value, None, or something scan
+    cannot tell."""
     app_import_queries: tuple[Query, ...] = ()
     """Queries at import time in the modules a WSGI/ASGI app loads before gunicorn forks."""
     url_imports: frozenset[str] = frozenset()
@@ -138,6 +142,23 @@ class Facts:
         return bool(self.pools)
 
     @property
+    def pool_may_be_on(self) -> bool:
+        """A pool is on, or the settings leave it unknown: checks that need a pool then ask
+        (:attr:`pool_question`) rather than stay silent."""
+        return self.has_pool or bool(self.settings.unknown_pools)
+
+    @property
+    def pool_question(self) -> str:
+        """``""`` when a pool is on; else what a message says first when the pool is unknown:
+        ``if the pool is on (mysite/settings.py:12: os.environ['DB_POOL'] has no default), ``."""
+        if self.has_pool or not self.settings.unknown_pools:
+            return ""
+        alias = self.settings.unknown_pools[0]
+        place = alias.pool_place or alias.place
+        where = f"{place.file}:{place.line}: " if place else ""
+        return f"if the pool is on ({where}{alias.because or 'scan cannot tell'}), "
+
+    @property
     def forks_workers(self) -> bool:
         """Celery's default pool is prefork; gunicorn forks its workers."""
         return self.uses_celery or self.uses_gunicorn
@@ -149,8 +170,10 @@ class FileFacts:
     it came from (the scan gathers these in parallel and combines them in path order)."""
 
     file: str
-    pools: tuple[Location, ...] = ()
-    persistent: tuple[Location, ...] = ()
+    settings_references: tuple[live.Reference, ...] = ()
+    """Where this file names ``DJANGO_SETTINGS_MODULE``."""
+    defines_databases: bool = False
+    """A module whose text assigns ``DATABASES``: settings, if nothing names them."""
     servers: tuple[Served, ...] = ()
     preloads: tuple[Location, ...] = ()
     queries: tuple[Query, ...] = ()
@@ -169,7 +192,8 @@ class FileFacts:
 
 
 def gather(files: Sequence[SourceFile]) -> Facts:
-    return combine(file_facts(source) for source in files)
+    texts = {s.relative: (lambda s=s: s.text) for s in files if s.is_python}
+    return combine((file_facts(source) for source in files), live.ProjectModules(texts))
 
 
 def file_facts(source: SourceFile) -> FileFacts:
@@ -189,6 +213,7 @@ def _text_facts(source: SourceFile) -> FileFacts:
         preloads += [Location(source.relative, line) for line, _ in where]
     return FileFacts(
         file=source.relative,
+        settings_references=live.references(source.relative, text, is_python=False),
         celery_version=_celery_version(text),
         uses_gunicorn="gunicorn" in text,
         servers=tuple(deployment.servers_in_text(source.path.name, source.relative, lines)),
@@ -218,13 +243,6 @@ def _python_facts(source: SourceFile) -> FileFacts:
     url_imports: set[str] = set()
     if "urlpatterns" in text and source.tree:
         url_imports = _imported_modules(source.module_name, source.tree)
-    persistent: list[Location] = []
-    if "CONN_MAX_AGE" in text or "conn_max_age" in text:
-        persistent = _persistent(source)
-    pools: list[Location] = []
-    # A pool is OPTIONS["pool"]: both words are in the text of a module that sets one.
-    if "pool" in text and "OPTIONS" in text and source.tree:
-        pools = [Location(relative, s.line) for s in read_databases(source.tree).pools]
     discards = fork_hook = False
     hook_calls: set[str] = set()
     if "worker_process_init" in text and "close_pool" in text and source.tree:
@@ -240,8 +258,8 @@ def _python_facts(source: SourceFile) -> FileFacts:
         functions = call_graph.summaries(source.tree, source.module_name, relative, package)
     return FileFacts(
         file=relative,
-        pools=tuple(pools),
-        persistent=tuple(persistent),
+        settings_references=live.references(relative, text, is_python=True),
+        defines_databases="DATABASES" in text and live.role(relative) is live.Role.SOURCE,
         servers=tuple(servers),
         preloads=tuple(preloads),
         queries=tuple(queries),
@@ -256,11 +274,12 @@ def _python_facts(source: SourceFile) -> FileFacts:
     )
 
 
-def combine(shares: Iterable[FileFacts]) -> Facts:
+def combine(shares: Iterable[FileFacts], modules: live.ProjectModules) -> Facts:
     """The project's facts from each file's, in path order (the first Celery pin wins, and the
-    first pool, server and query found are the ones messages name)."""
-    pools: list[Location] = []
-    persistent: list[Location] = []
+    first server and query found are the ones messages name), and its live settings evaluated
+    over ``modules``."""
+    references: list[live.Reference] = []
+    defines_databases: list[str] = []
     servers: list[Served] = []
     preloads: list[Location] = []
     queries: list[Query] = []
@@ -278,8 +297,8 @@ def combine(shares: Iterable[FileFacts]) -> Facts:
         if share.celery_version is not None and version is None:
             version, line = share.celery_version
             version_at = Location(share.file, line)
-        pools += share.pools
-        persistent += share.persistent
+        references += share.settings_references
+        defines_databases += [share.file] if share.defines_databases else []
         servers += share.servers
         preloads += share.preloads
         queries += share.queries
@@ -292,8 +311,10 @@ def combine(shares: Iterable[FileFacts]) -> Facts:
         uses_gunicorn = uses_gunicorn or share.uses_gunicorn
         discards = discards or share.discards_pool_in_child
         fork_hook = fork_hook or share.gunicorn_fork_hook
+    settings = live.read_settings(references, defines_databases, modules)
     return Facts(
-        pools=tuple(pools),
+        pools=tuple(_located(a.pool_place or a.place) for a in settings.pools),
+        settings=settings,
         uses_celery=uses_celery,
         celery_version=version,
         celery_version_at=version_at,
@@ -303,7 +324,11 @@ def combine(shares: Iterable[FileFacts]) -> Facts:
         fork_hook_calls=frozenset(hook_calls),
         servers=tuple(servers),
         preloads=tuple(preloads),
-        persistent=tuple(persistent),
+        persistent=tuple(
+            _located(a.conn_max_age.place)
+            for a in settings.databases
+            if a.conn_max_age is not None and a.conn_max_age.data != 0
+        ),
         app_import_queries=tuple(queries),
         url_imports=frozenset(url_imports),
         workers=tuple(workers),
@@ -373,14 +398,8 @@ def _gunicorn_hook_calls(tree: ast.Module) -> set[str]:
     return found
 
 
-def _persistent(source: SourceFile) -> list[Location]:
-    if source.tree is None:
-        return []
-    return [
-        Location(source.relative, age.line)
-        for age in read_databases(source.tree).conn_max_age
-        if age.value is NOT_LITERAL or age.value is None or age.value != 0
-    ]
+def _located(place: Place | None) -> Location:
+    return Location(place.file, place.line) if place else Location("?", 1)
 
 
 def _import_queries(source: SourceFile) -> list[Query]:

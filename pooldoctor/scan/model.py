@@ -70,6 +70,31 @@ class SkippedFile:
     """What exactly: the SyntaxError and its line, the size and the limit, the symlink's target."""
 
 
+@dataclasses.dataclass(frozen=True, order=True)
+class DatabaseSummary:
+    """One alias of the live settings, as scan evaluated it."""
+
+    settings: str
+    alias: str
+    pool: str
+    """``on``, ``off`` or ``unknown``."""
+    where: str = ""
+    """``file:line`` of the pool setting (else of the alias)."""
+    because: str = ""
+    """Why the pool is unknown."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingsSummary:
+    """Which settings the pool-dependent checks read: what a user needs to trust their
+    silence."""
+
+    modules: tuple[str, ...] = ()
+    named_in: tuple[str, ...] = ()
+    """Where ``DJANGO_SETTINGS_MODULE`` names them (``manage.py:9``); empty: guessed."""
+    databases: tuple[DatabaseSummary, ...] = ()
+
+
 @dataclasses.dataclass(frozen=True)
 class ScanResult:
     root: str
@@ -82,6 +107,9 @@ class ScanResult:
     """The directories scanned (a file given by name: its directory), absolute and normalised:
     SARIF's URIs are relative to them. Not in the JSON (absolute paths would differ between
     checkouts), so a saved report loads with none."""
+
+    settings: SettingsSummary = dataclasses.field(default_factory=SettingsSummary)
+    """Reports saved before this field existed load with an empty one."""
 
     def reaches(self, fail_on: str) -> bool:
         """Whether any finding is at or above ``fail_on`` (a severity, or ``never``). Skipped

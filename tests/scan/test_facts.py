@@ -84,7 +84,8 @@ def test_pools_are_gathered_across_files(tmp_path: Path) -> None:
     facts = _facts(
         tmp_path,
         {
-            "mysite/settings/base.py": "DATABASES = {}\n",
+            "mysite/settings/base.py": 'DATABASES = {"default": {"NAME": "shop"}}\n',
+            "mysite/tests/test_settings.py": 'EXPECTED = {"OPTIONS": {"pool": True}}\n',
             "mysite/settings/prod.py": """\
                 from .base import *
 
@@ -95,11 +96,35 @@ def test_pools_are_gathered_across_files(tmp_path: Path) -> None:
         },
     )
 
+    # The test settings and the test data are not the project's settings.
     assert facts.pools == (
         Location("mysite/settings/prod.py", 3),
         Location("mysite/settings/worker.py", 4),
     )
     assert facts.has_pool
+    assert facts.settings.modules == (
+        "mysite.settings.base",
+        "mysite.settings.prod",
+        "mysite.settings.worker",
+    )
+    assert facts.settings.guessed
+
+
+def test_the_settings_manage_py_names_are_the_live_ones(tmp_path: Path) -> None:
+    manage = 'import os\nos.environ.setdefault("DJANGO_SETTINGS_MODULE", "mysite.settings.prod")\n'
+    facts = _facts(
+        tmp_path,
+        {
+            "manage.py": manage,
+            "mysite/settings/prod.py": 'DATABASES = {"default": {"NAME": "shop"}}\n',
+            "mysite/settings/worker.py": POOL_SETTINGS,
+        },
+    )
+
+    assert facts.pools == ()
+    assert facts.settings.modules == ("mysite.settings.prod",)
+    assert [r.where for r in facts.settings.references] == ["manage.py:2"]
+    assert not facts.settings.guessed
 
 
 def test_a_pool_from_the_environment_counts(tmp_path: Path) -> None:
@@ -108,7 +133,11 @@ def test_a_pool_from_the_environment_counts(tmp_path: Path) -> None:
         {"settings.py": 'DATABASES = {"default": {"OPTIONS": {"pool": env.bool("DB_POOL")}}}\n'},
     )
 
-    assert facts.pools == (Location("settings.py", 1),)
+    # Unset, the variable switches the pool off; set, on: scan asks rather than assumes.
+    assert facts.pools == ()
+    assert facts.pool_may_be_on
+    assert facts.pool_question.startswith("if the pool is on (settings.py:1: ")
+    assert "DB_POOL" in facts.pool_question
 
 
 def test_no_pool(tmp_path: Path) -> None:

@@ -447,6 +447,7 @@ def test_text_lists_the_skipped_files(project: Path) -> None:
         "  tasks.py: not a regular file: a FIFO (named pipe)",
         "  vendor: not a regular file: symlink to the directory ../elsewhere, outside the "
         "scanned tree",
+        "settings: none found (checks that need a pool assumed none)",
         "2 findings in 3 files",
     ]
     assert lines[0].startswith("app/tasks.py:5:1: PD306 error: ")

@@ -25,7 +25,6 @@ from pooldoctor.commands.scan import code_point_column, run_scan
 from pooldoctor.reporters.scan import ScanFormat, render
 from pooldoctor.scan import facts as facts_module
 from pooldoctor.scan.checks import Check, all_checks
-from pooldoctor.scan.databases import read_databases
 from pooldoctor.scan.deployment import preloads_in_python, servers_in_python
 from pooldoctor.scan.facts import Location, file_facts, gather
 from pooldoctor.scan.model import ScanFinding, ScanResult, SkippedFile, SkipReason
@@ -310,8 +309,6 @@ def test_the_words_facts_look_for_never_hide_a_fact(tmp_path: Path) -> None:
                 continue
             tree, relative = source.tree, source.relative
             share = file_facts(source)
-            pools = [Location(relative, s.line) for s in read_databases(tree).pools]
-            assert share.pools == tuple(pools), relative
             assert share.uses_celery == facts_module._imports(tree, "celery"), relative
             workers = facts_module._handler_calls(tree, {"worker_process_init"}, {"close_pool"})
             assert share.discards_pool_in_child == workers, relative

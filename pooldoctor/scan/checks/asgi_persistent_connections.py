@@ -20,17 +20,15 @@ dependencies when no command says how the app is served. An ``asgi.py`` alone is
 
 from __future__ import annotations
 
-import ast
 from collections.abc import Iterator
 
 from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
-from pooldoctor.scan.checks.conn_max_age_with_pool import alias_of
-from pooldoctor.scan.databases import NOT_LITERAL, Setting, read_databases
+from pooldoctor.scan.checks.conn_max_age_with_pool import describe
+from pooldoctor.scan.databases import PoolState
 from pooldoctor.scan.deployment import Served
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.source import SourceFile
-from pooldoctor.scan.syntax import parents
 
 FIX = (
     'set CONN_MAX_AGE = 0 (the default), or use Django\'s pool (OPTIONS["pool"], with '
@@ -38,45 +36,31 @@ FIX = (
 )
 
 
+# The live settings are evaluated before the checks run: CONN_MAX_AGE is where they set it.
 NEEDS = ("CONN_MAX_AGE", "conn_max_age")
 
 
 @register(__name__, "PD316", Severity.ERROR, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     served = facts.asgi_server
-    if served is None or ("CONN_MAX_AGE" not in source.text and "conn_max_age" not in source.text):
+    if served is None:
         return
-    if source.tree is None:
-        return
-    settings = read_databases(source.tree)
-    parent_of = parents(source.tree)
-    pooled = [alias_of(pool.node, parent_of) for pool in settings.pools]
-    for age in settings.conn_max_age:
-        if age.value is not NOT_LITERAL and age.value == 0:
-            continue
-        alias = alias_of(age.node, parent_of)
-        if any(alias is None or a is None or a == alias for a in pooled):
+    for alias in facts.settings.databases:
+        age = alias.conn_max_age
+        if alias.pool is PoolState.ON or age is None or age.data == 0:
             continue  # a pool on the same alias: PD101
-        evidence = _evidence(served)
+        if age.place is None or age.place.file != source.relative:
+            continue
+        question = "if the pool is off, " if alias.pool is PoolState.UNKNOWN else ""
         yield Hit(
-            age.line,
-            age.column,
-            f"{_describe(age)} without a pool, and the app is served over ASGI ({evidence}): "
-            "Django's ASGI handler runs each request's ORM code on a thread that ends with the "
-            "request, so every request leaves its persistent connection open on the server "
-            "until garbage collection (measured: 30 requests, 30 sessions; 100 requests "
-            "exhausted max_connections=100)",
+            age.place.line,
+            age.place.column,
+            f"{question}{describe(age)} without a pool, and the app is served over ASGI "
+            f"({_evidence(served)}): Django's ASGI handler runs each request's ORM code on a "
+            "thread that ends with the request, so every request leaves its persistent "
+            "connection open on the server until garbage collection (measured: 30 requests, "
+            "30 sessions; 100 requests exhausted max_connections=100)",
         )
-
-
-def _describe(age: Setting) -> str:
-    if age.value is NOT_LITERAL:
-        return "CONN_MAX_AGE is computed (from the environment?) and may be non-zero"
-    if age.value is None:
-        return "CONN_MAX_AGE=None (persistent connections without limit)"
-    if isinstance(age.node, ast.Call):
-        return f"CONN_MAX_AGE defaults to {age.value!r}"
-    return f"CONN_MAX_AGE={age.value!r}"
 
 
 def _evidence(served: Served) -> str:

@@ -9,15 +9,15 @@ cleanly; the first query of every process fails.
 
 from __future__ import annotations
 
-import ast
+import re
 from collections.abc import Iterator
 
 from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
-from pooldoctor.scan.databases import NOT_LITERAL, Setting, read_databases
+from pooldoctor.scan.databases import AliasConfig, PoolState
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.source import SourceFile
-from pooldoctor.scan.syntax import last_name, parents
+from pooldoctor.scan.values import Value
 
 FIX = (
     "set CONN_MAX_AGE to 0 (or drop it, and conn_max_age= in dj_database_url) on every alias "
@@ -25,74 +25,45 @@ FIX = (
 )
 
 
-NEEDS = (("pool", "OPTIONS"),)
+# The live settings are evaluated before the checks run; a file is handed to this check when it
+# may hold one of their places.
+NEEDS = (re.compile("pool", re.IGNORECASE), "CONN_MAX_AGE", "conn_max_age")
 
 
 @register(__name__, "PD101", Severity.ERROR, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
-    if "pool" not in source.text or source.tree is None:
-        return
-    settings = read_databases(source.tree)
-    if not settings.pools or not settings.conn_max_age:
-        return
-    parent_of = parents(source.tree)
-    pools = [(pool, alias_of(pool.node, parent_of)) for pool in settings.pools]
-    for age in settings.conn_max_age:
-        if age.value is not NOT_LITERAL and age.value == 0:
+    for alias in facts.settings.databases:
+        age = alias.conn_max_age
+        if alias.pool is not PoolState.ON or age is None or age.data == 0:
             continue
-        alias = alias_of(age.node, parent_of)
-        # Unknown aliases (None) may be the same alias; two known ones must match.
-        pool = next((p for p, a in pools if alias is None or a is None or a == alias), None)
+        if age.place is None or age.place.file != source.relative:
+            continue
+        pool = alias.pool_place or alias.place
+        where = ""
         if pool is not None:
-            yield Hit(
-                age.line,
-                age.column,
-                f"{_describe(age)} with a pool (line {pool.line}): Django raises "
-                'ImproperlyConfigured("Pooling doesn\'t support persistent connections.") '
-                "when the pool is first used",
-            )
+            where = f"line {pool.line}" if pool.file == source.relative else pool_where(pool)
+        yield Hit(
+            age.place.line,
+            age.place.column,
+            f"{describe(age)} with a pool ({where}{_of(alias)}): Django raises "
+            'ImproperlyConfigured("Pooling doesn\'t support persistent connections.") '
+            "when the pool is first used",
+        )
 
 
-def _describe(age: Setting) -> str:
-    if age.value is NOT_LITERAL:
-        return "CONN_MAX_AGE is computed (from the environment?) and may be non-zero"
-    if age.value is None:
+def pool_where(place: object) -> str:
+    return f"{getattr(place, 'file', '?')}:{getattr(place, 'line', '?')}"
+
+
+def _of(alias: AliasConfig) -> str:
+    return "" if alias.alias in ("default", "*") else f", alias {alias.alias!r}"
+
+
+def describe(age: Value) -> str:
+    if not age.known:
+        return f"CONN_MAX_AGE may be non-zero ({age.because or 'scan cannot tell'})"
+    if age.data is None:
         return "CONN_MAX_AGE=None (persistent connections without limit)"
-    if isinstance(age.node, ast.Call):
-        return f"CONN_MAX_AGE defaults to {age.value!r}"
-    return f"CONN_MAX_AGE={age.value!r}"
-
-
-def alias_of(node: ast.AST, parent_of: dict[ast.AST, ast.AST]) -> str | None:
-    """The ``DATABASES`` key a setting belongs to: ``DATABASES = {"replica": {...}}``,
-    ``DATABASES["replica"]["OPTIONS"] = ...``; None when the shape does not say."""
-    child, current = node, parent_of.get(node)
-    while current is not None:
-        if isinstance(current, ast.Dict) and _assigns_databases(parent_of.get(current)):
-            key = next(
-                (k for k, v in zip(current.keys, current.values, strict=True) if v is child), None
-            )
-            return _string(key)
-        if isinstance(current, ast.Assign):
-            for target in current.targets:
-                keys: list[str | None] = []
-                while isinstance(target, ast.Subscript):
-                    keys.append(_string(target.slice))
-                    target = target.value
-                if keys and last_name(target) == "DATABASES":
-                    return keys[-1]
-            return None
-        if isinstance(current, ast.stmt):
-            return None
-        child, current = current, parent_of.get(current)
-    return None
-
-
-def _assigns_databases(node: ast.AST | None) -> bool:
-    return isinstance(node, ast.Assign) and any(last_name(t) == "DATABASES" for t in node.targets)
-
-
-def _string(node: ast.AST | None) -> str | None:
-    if isinstance(node, ast.Constant) and isinstance(node.value, str):
-        return node.value
-    return None
+    if age.from_environment:
+        return f"CONN_MAX_AGE defaults to {age.data!r} (unless {age.from_environment} is set)"
+    return f"CONN_MAX_AGE={age.data!r}"

@@ -33,7 +33,7 @@ from pooldoctor.core.findings import pool_settings
 from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.checks.long_pool_timeout import pool_options
-from pooldoctor.scan.databases import literal, read_databases
+from pooldoctor.scan.databases import AliasConfig
 from pooldoctor.scan.deployment import POSTGRES_MAX_CONNECTIONS, POSTGRES_RESERVED, Workers
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.source import SourceFile
@@ -58,16 +58,17 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
         return
     budget = _budget(facts)
     if facts.has_pool:
-        if "pool" not in source.text or source.tree is None:
-            return
-        for pool in read_databases(source.tree).pools:
-            sizes = _pool_sizes(pool)
+        for alias in facts.settings.pools:
+            place = alias.pool_place or alias.place
+            if place is None or place.file != source.relative:
+                continue
+            sizes = _pool_sizes(alias)
             if sizes is None:
                 continue  # sizes from the environment or a name: unknown
             for entries in _deployments(facts):
                 message = _pooled(entries, *sizes, budget, facts)
                 if message:
-                    yield Hit(pool.line, pool.column, message)
+                    yield Hit(place.line, place.column, message)
         return
     for entries in _deployments(facts):
         first = entries[0]
@@ -77,18 +78,18 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
                 yield Hit(first.line, 1, message)
 
 
-def _pool_sizes(pool: object) -> tuple[int, int] | None:
-    """(min_size, max_size) of a pool setting, psycopg_pool's defaults filled in."""
-    options = pool_options(pool)  # type: ignore[arg-type]
+def _pool_sizes(alias: AliasConfig) -> tuple[int, int] | None:
+    """(min_size, max_size) of a pool, psycopg_pool's defaults filled in."""
+    options = pool_options(alias)
     if options is None:
         return None
-    given = {key: literal(node) for key, node in options.items()}
-    if any(
-        key in given and (isinstance(given[key], bool) or not isinstance(given[key], int))
-        for key in ("min_size", "max_size")
-    ):
-        return None
-    sizes = {key: value for key, value in given.items() if key in {"min_size", "max_size"}}
+    sizes: dict[str, int] = {}
+    for key in ("min_size", "max_size"):
+        if key in options:
+            value = options[key].data
+            if isinstance(value, bool) or not isinstance(value, int):
+                return None
+            sizes[key] = value
     settings = pool_settings(sizes or True)
     if settings is None:
         return None

@@ -38,7 +38,7 @@ NEEDS = ("objects", "connection")
 
 @register(__name__, "PD314", Severity.WARNING, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
-    if not (facts.has_pool and facts.forks_workers):
+    if not (facts.pool_may_be_on and facts.forks_workers):
         return
     if ("objects" not in source.text and "connection" not in source.text) or source.tree is None:
         return
@@ -61,6 +61,7 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
                 yield Hit(
                     found.lineno,
                     found.col_offset + 1,
-                    f"database query {where} ({shorten(found)}): it opens the connection and "
-                    "the pool in the parent process, and every forked worker inherits them",
+                    f"{facts.pool_question}database query {where} ({shorten(found)}): it "
+                    "opens the connection and the pool in the parent process, and every forked "
+                    "worker inherits them",
                 )

@@ -31,17 +31,17 @@ NEEDS = ("preload",)
 
 @register(__name__, "PD311", Severity.WARNING, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
-    if not facts.has_pool or facts.gunicorn_fork_hook or "preload" not in source.text:
+    if not facts.pool_may_be_on or facts.gunicorn_fork_hook or "preload" not in source.text:
         return
     if facts.preload_shares_import_query:
         return  # PD315 reports the same lines, with the query that makes it certain
     if source.is_python:
         if source.tree is not None:
             for line, column in preloads_in_python(source.tree):
-                yield Hit(line, column, _message("preload_app = True"))
+                yield Hit(line, column, facts.pool_question + _message("preload_app = True"))
     elif "gunicorn" in source.text.lower():
         for line, column in preloads_in_text(source.lines):
-            yield Hit(line, column, _message("--preload"))
+            yield Hit(line, column, facts.pool_question + _message("--preload"))
 
 
 def _message(what: str) -> str:

@@ -9,75 +9,76 @@ leaking. The same finding as ``pooldoctor check``'s audit PD103 (pooldoctor/find
 
 from __future__ import annotations
 
-import ast
+import re
 from collections.abc import Iterator
 
 from pooldoctor.core.findings import LONG_POOL_TIMEOUT, PSYCOPG_POOL_DEFAULTS
 from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
-from pooldoctor.scan.databases import Setting, literal, read_databases
+from pooldoctor.scan.databases import AliasConfig, PoolState
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.source import SourceFile
-from pooldoctor.scan.syntax import last_name
+from pooldoctor.scan.values import Dict, Value
 
 FIX = 'set OPTIONS["pool"]["timeout"] to a few seconds (e.g. 5) so exhaustion fails fast'
 
 
-NEEDS = (("pool", "OPTIONS"),)
+# The live settings are evaluated before the checks run; a file is handed to this check when it
+# may hold one of their places.
+NEEDS = (re.compile("pool", re.IGNORECASE), "timeout")
 
 
 @register(__name__, "PD103", Severity.WARNING, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
-    if "pool" not in source.text or source.tree is None:
-        return
     default = PSYCOPG_POOL_DEFAULTS["timeout"]
-    for pool in read_databases(source.tree).pools:
-        options = pool_options(pool)
+    for alias in facts.settings.databases:
+        options = pool_options(alias)
         if options is None:
-            continue  # a name or an environment lookup: the keys are unknown
-        node = options.get("timeout")
-        if node is None:
-            yield Hit(
-                pool.line,
-                pool.column,
-                f"pool without a timeout: psycopg_pool's default is {default:g} s, so when the "
-                f"pool is exhausted every task waits {default:g} s before failing, which looks "
-                "like a hang, not a leak",
-            )
+            continue  # no pool, or keys scan cannot read
+        timeout = options.get("timeout")
+        if timeout is None:
+            place = alias.pool_place or alias.place
+            if place is not None and place.file == source.relative:
+                yield Hit(
+                    place.line,
+                    place.column,
+                    f"pool without a timeout: psycopg_pool's default is {default:g} s, so when "
+                    f"the pool is exhausted every task waits {default:g} s before failing, which "
+                    "looks like a hang, not a leak",
+                )
             continue
-        timeout = _seconds(literal(node))
-        if timeout is not None and timeout > LONG_POOL_TIMEOUT:
+        seconds = _seconds(timeout.data)
+        place = timeout.place
+        if seconds is None or seconds <= LONG_POOL_TIMEOUT or place is None:
+            continue
+        if place.file == source.relative:
+            unless = (
+                f" (unless {timeout.from_environment} is set)" if timeout.from_environment else ""
+            )
             yield Hit(
-                node.lineno,
-                node.col_offset + 1,
-                f"pool timeout {timeout:g} s: when the pool is exhausted every task waits "
-                f"{timeout:g} s before failing, which looks like a hang, not a leak",
+                place.line,
+                place.column,
+                f"pool timeout {seconds:g} s{unless}: when the pool is exhausted every task "
+                f"waits {seconds:g} s before failing, which looks like a hang, not a leak",
             )
 
 
-def pool_options(pool: Setting) -> dict[str, ast.expr] | None:
-    """The keys of ``OPTIONS["pool"]`` written out (``True`` has none), or None if unknown."""
-    if pool.value is True:
-        return {}
-    node = pool.node
-    if isinstance(node, ast.Dict):
-        if any(key is None for key in node.keys):
-            return None  # {**BASE_POOL, ...}
-        return {
-            key.value: value
-            for key, value in zip(node.keys, node.values, strict=True)
-            if isinstance(key, ast.Constant) and isinstance(key.value, str)
-        }
-    if isinstance(node, ast.Call) and last_name(node.func) == "dict" and not node.args:
-        if any(k.arg is None for k in node.keywords):
-            return None  # dict(**BASE_POOL, ...)
-        return {k.arg: k.value for k in node.keywords if k.arg is not None}
-    return None
+def pool_options(alias: AliasConfig) -> Dict | None:
+    """The pool's options as written (``True``: none), or None: no pool, or a dict scan cannot
+    read whole (built from the environment, ``{**BASE_POOL, ...}``)."""
+    if alias.pool is not PoolState.ON:
+        return None
+    options: Value | None = alias.pool_options
+    if options is None:
+        return Dict()  # "pool": True
+    if not isinstance(options.data, Dict) or options.data.open:
+        return None
+    return options.data
 
 
 def _seconds(value: object) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        return None  # NOT_LITERAL, or nonsense psycopg_pool would reject anyway
+        return None  # unknown, or nonsense psycopg_pool would reject anyway
     try:
         return float(value)
     except ValueError:

@@ -36,13 +36,13 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     version = facts.celery_version
     if where is None or version is None or where.file != source.relative:
         return  # reported once, where the version is pinned
-    if version >= FIXED_IN or not facts.has_pool or facts.discards_pool_in_child:
+    if version >= FIXED_IN or not facts.pool_may_be_on or facts.discards_pool_in_child:
         return
-    pool = facts.pools[0]
+    pool = f" ({facts.pools[0].file}:{facts.pools[0].line})" if facts.pools else ""
     yield Hit(
         where.line,
         1,
-        f"Celery {version[0]}.{version[1]} with a database pool ({pool.file}:{pool.line}) and "
+        f"{facts.pool_question}Celery {version[0]}.{version[1]} with a database pool{pool} and "
         "no worker_process_init handler calling close_pool(): before Celery 5.6 a pool opened "
         "in the parent before fork is inherited by every prefork child, which then share its "
         "sockets",

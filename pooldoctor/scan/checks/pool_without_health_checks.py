@@ -9,38 +9,48 @@ same finding as ``pooldoctor check``'s audit PD105 (pooldoctor/findings.py).
 
 from __future__ import annotations
 
-import ast
+import re
 from collections.abc import Iterator
 
 from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.checks.long_pool_timeout import pool_options
-from pooldoctor.scan.databases import NOT_LITERAL, read_databases
+from pooldoctor.scan.databases import AliasConfig, PoolState
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.source import SourceFile
 
 FIX = 'set "CONN_HEALTH_CHECKS": True (Django then checks each connection on checkout)'
 
 
-NEEDS = (("pool", "OPTIONS"),)
+# The live settings are evaluated before the checks run; a file is handed to this check when it
+# may hold one of their places.
+NEEDS = (re.compile("pool", re.IGNORECASE),)
 
 
 @register(__name__, "PD105", Severity.INFO, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
-    if "pool" not in source.text or source.tree is None:
-        return
-    settings = read_databases(source.tree)
-    if any(s.value is NOT_LITERAL or s.value for s in settings.health_checks):
-        return
-    for pool in settings.pools:
-        options = pool_options(pool)
-        if options is None and not isinstance(pool.node, ast.Call):
-            continue  # a name: the dict it holds may have its own check
-        if options is not None and "check" in options:
-            continue
-        yield Hit(
-            pool.line,
-            pool.column,
-            "pool without CONN_HEALTH_CHECKS: Django passes check=None, so after a server "
-            "restart or failover the pool hands out dead connections",
-        )
+    for alias in facts.settings.databases:
+        checks = alias.health_checks
+        if checks is not None and (not checks.known or checks.data):
+            continue  # on, or scan cannot tell
+        options = pool_options(alias)
+        question = ""
+        if alias.pool is PoolState.UNKNOWN and _switched_by_environment(alias):
+            question = f"if the pool is on ({alias.because or 'scan cannot tell'}), it runs "
+        elif options is None or "check" in options:
+            continue  # no pool, unreadable options, or the pool's own check callback
+        place = alias.pool_place or alias.place
+        if place is not None and place.file == source.relative:
+            yield Hit(
+                place.line,
+                place.column,
+                f"{question}pool without CONN_HEALTH_CHECKS: Django passes check=None, so "
+                "after a server restart or failover the pool hands out dead connections",
+            )
+
+
+def _switched_by_environment(alias: AliasConfig) -> bool:
+    """``"pool": env.bool("DB_POOL")``: on or off, and then with no options of its own (a name
+    scan cannot read may hold a dict with its own ``check``)."""
+    value = alias.pool_value
+    return value is not None and value.from_environment is not None

@@ -6,6 +6,11 @@ Celery 5.6+; older releases never call it). In a threads/gevent/eventlet worker 
 one process and shares that process's single pool, which nothing resets between tasks: a
 ``--concurrency`` above the pool's ``max_size`` queues tasks on the pool, and a connection a task
 fails to return is lost for the worker's lifetime.
+
+Commands are read from the worker facts (:mod:`pooldoctor.scan.deployment`): every deployment file
+that starts a Celery worker (Procfile, heroku.yml, Dockerfile, compose, Kubernetes manifests,
+supervisord, systemd, shell scripts, Makefiles) and its ``-P``/``--pool`` and ``--concurrency``.
+Settings (``worker_pool = "threads"``) are read from the Python modules.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from collections.abc import Iterator
 from pooldoctor.core.model import Severity
 from pooldoctor.scan.checks import Hit, register
 from pooldoctor.scan.databases import literal
+from pooldoctor.scan.deployment import Workers
 from pooldoctor.scan.facts import Facts
 from pooldoctor.scan.source import SourceFile
 from pooldoctor.scan.syntax import last_name
@@ -27,6 +33,7 @@ FIX = (
 )
 SETTING_NAMES = frozenset({"worker_pool", "CELERY_WORKER_POOL", "CELERYD_POOL"})
 _KIND = re.compile(r"\b(threads?|gevent|eventlet)\b")
+THREADED = frozenset({"threads", "gevent", "eventlet"})
 # -P threads, -Pgevent, --pool=eventlet, --pool gevent, "--pool", "gevent" (an exec-form CMD)
 _OPTION = re.compile(r"""(?<![\w-])(?:-P|--pool(?![\w-]))[\s=",']*(threads|gevent|eventlet)\b""")
 _COMMENT = re.compile(r"^\s*[#;].*|\s#.*")
@@ -37,15 +44,34 @@ NEEDS = ("thread", "gevent", "eventlet")
 
 @register(__name__, "PD312", Severity.WARNING, FIX)
 def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
-    if not facts.has_pool or not any(k in source.text for k in ("thread", "gevent", "eventlet")):
+    if not facts.pool_may_be_on or not any(
+        k in source.text for k in ("thread", "gevent", "eventlet")
+    ):
         return
     if source.is_python:
         if source.tree is not None:
-            yield from _python_settings(source.tree)
-    elif "celery" in source.text:
-        for number, line in enumerate(source.lines, start=1):
-            for match in _OPTION.finditer(_COMMENT.sub("", line)):
-                yield Hit(number, match.start() + 1, _message(match[1]))
+            for hit in _python_settings(source.tree):
+                yield Hit(hit.line, hit.column, facts.pool_question + hit.message)
+    else:
+        commands = [w for w in facts.workers if w.file == source.relative]
+        starts = sorted({w.line for w in commands})
+        for entry in commands:
+            if entry.program.pool in THREADED:
+                end = next((n for n in starts if n > entry.line), len(source.lines) + 1)
+                line, column = _option_at(source.lines, entry.line, end)
+                yield Hit(line, column, facts.pool_question + _message(entry.program.pool, entry))
+
+
+def _option_at(lines: list[str], start: int, end: int) -> tuple[int, int]:
+    """Where the command's ``-P``/``--pool`` is (the command may go on over the next lines),
+    else where the command starts."""
+    for number in range(start, min(end, start + 50)):
+        match = _OPTION.search(_COMMENT.sub("", lines[number - 1]))
+        if match:
+            return number, match.start() + 1
+    text = lines[start - 1]
+    key = text.lstrip().removeprefix("- ").lstrip()  # a YAML list item's key, not its dash
+    return start, len(text) - len(key) + 1
 
 
 def _python_settings(tree: ast.Module) -> Iterator[Hit]:
@@ -83,9 +109,21 @@ def _kind(value: object) -> str | None:
     return match[1] if match else None
 
 
-def _message(kind: str) -> str:
-    return (
+def _message(kind: str, entry: Workers | None = None) -> str:
+    message = (
         f"Celery worker pool {kind!r} with a database pool: Celery's Django fix-up closes the "
         "pool only in prefork workers, so all tasks in this worker share one process-wide pool "
         "that nothing resets"
+    )
+    if entry is None:
+        return message
+    concurrency = entry.program.concurrency
+    if concurrency is None:
+        return (
+            f"{message} (--pool {kind}, --concurrency not stated: Celery runs as many tasks at "
+            "once as the host has CPUs, all on that one pool)"
+        )
+    return (
+        f"{message}; --pool {kind} --concurrency {concurrency} runs up to {concurrency} tasks "
+        f"at once on one pool, and those past its max_size wait for a connection"
     )

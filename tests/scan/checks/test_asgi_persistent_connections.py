@@ -80,6 +80,32 @@ def test_the_web_asgi_project_is_flagged_on_its_settings_line() -> None:
             "granian at bin/start.sh:2",
         ),
         (
+            "k8s/web.yaml",
+            "apiVersion: apps/v1\nkind: Deployment\nspec:\n  replicas: 2\n  template:\n"
+            "    spec:\n      containers:\n        - name: web\n          command:\n"
+            "            - gunicorn\n            - -k\n"
+            "            - uvicorn.workers.UvicornWorker\n"
+            "            - mysite.asgi:application\n",
+            "gunicorn -k uvicorn.workers.UvicornWorker at k8s/web.yaml:9",
+        ),
+        (
+            "heroku.yml",
+            "run:\n  web:\n    command:\n      - daphne -b 0.0.0.0 mysite.asgi:application\n",
+            "daphne at heroku.yml:4",
+        ),
+        (
+            "Dockerfile",
+            'FROM python:3.12\nENTRYPOINT ["gunicorn"]\n'
+            'CMD ["-k", "uvicorn.workers.UvicornWorker", "mysite.asgi:application"]\n',
+            "gunicorn -k uvicorn.workers.UvicornWorker at Dockerfile:2",
+        ),
+        (
+            "compose.yaml",
+            "services:\n  web:\n    command:\n      - gunicorn\n      - --worker-class\n"
+            "      - uvicorn_worker.UvicornWorker\n      - mysite.asgi\n",
+            "gunicorn -k uvicorn_worker.UvicornWorker at compose.yaml:3",
+        ),
+        (
             "gunicorn.conf.py",
             'bind = "0.0.0.0:8000"\nworker_class = "uvicorn.workers.UvicornWorker"\n',
             "gunicorn -k uvicorn.workers.UvicornWorker at gunicorn.conf.py:2",
@@ -119,7 +145,7 @@ def test_asgi_servers_are_found_in_deployment_files(
         (
             'import os\n\nDATABASES = {"default": {"CONN_MAX_AGE": int(os.environ["AGE"])}}\n',
             3,
-            "CONN_MAX_AGE is computed (from the environment?) and may be non-zero",
+            "CONN_MAX_AGE may be non-zero (os.environ['AGE'] has no default)",
         ),
         (
             "import dj_database_url\n\n"
@@ -186,6 +212,17 @@ ASGI_PY = """\
             "mysite/settings.py": SETTINGS,
             "Dockerfile": "RUN pip install uvicorn\nCMD gunicorn mysite.wsgi:application\n",
         },
+        {
+            "mysite/settings.py": SETTINGS,
+            ".github/workflows/e2e.yml": "jobs:\n  e2e:\n    steps:\n"
+            "      - run: uvicorn mysite.asgi:application &\n",
+        },
+        {
+            "mysite/settings.py": SETTINGS,
+            "k8s/web.yaml": "kind: Deployment\nmetadata:\n  labels:\n    app: daphne\nspec:\n"
+            "  template:\n    spec:\n      containers:\n        - name: daphne\n"
+            '          command: ["gunicorn", "mysite.wsgi"]\n',
+        },
     ],
     ids=[
         "asgi-py-only",
@@ -200,6 +237,8 @@ ASGI_PY = """\
         "lock-file-only",
         "other-package",
         "installed-but-wsgi-command",
+        "ci-workflow",
+        "k8s-label-and-wsgi-command",
     ],
 )
 def test_not_flagged(tmp_path: Path, scan_source: ScanSource, files: dict[str, str]) -> None:

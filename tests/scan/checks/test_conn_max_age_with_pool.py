@@ -40,7 +40,7 @@ def test_literal_conn_max_age_with_a_pool_is_flagged(
     ("value", "phrase"),
     [
         ("None", "CONN_MAX_AGE=None (persistent connections without limit)"),
-        ('env.int("CONN_MAX_AGE")', "CONN_MAX_AGE is computed (from the environment?) and may be"),
+        ('env.int("CONN_MAX_AGE")', "CONN_MAX_AGE may be non-zero (CONN_MAX_AGE has no default"),
         ('env.int("CONN_MAX_AGE", default=60)', "CONN_MAX_AGE defaults to 60 "),
         ('os.environ.get("CONN_MAX_AGE", "0")', "CONN_MAX_AGE defaults to '0' "),
     ],
@@ -86,7 +86,9 @@ def test_subscript_assignment_on_the_pooled_alias_is_flagged(
         DATABASES["default"]["OPTIONS"]["pool"] = True
         DATABASES["default"]["CONN_MAX_AGE"] = 60
     """
-    [finding] = scan_source(tmp_path, {"settings/prod.py": settings}, "PD101")
+    base = 'DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {}}}\n'
+    files = {"settings/base.py": base, "settings/prod.py": settings}
+    [finding] = scan_source(tmp_path, files, "PD101")
 
     assert finding.line == 4
 

@@ -64,6 +64,7 @@ def test_timeout_default_from_the_environment(tmp_path: Path, scan_source: ScanS
 
 def test_pool_set_by_subscript(tmp_path: Path, scan_source: ScanSource) -> None:
     settings = """\
+        DATABASES = {"default": {"ENGINE": "django.db.backends.postgresql", "OPTIONS": {}}}
         DATABASES["default"]["OPTIONS"]["pool"] = {
             "max_size": 10,
             "timeout": 30.5,
@@ -71,7 +72,7 @@ def test_pool_set_by_subscript(tmp_path: Path, scan_source: ScanSource) -> None:
     """
     [finding] = scan_source(tmp_path, {"settings.py": settings}, "PD103")
 
-    assert finding.line == 3
+    assert finding.line == 4
     assert "pool timeout 30.5 s" in finding.message
 
 
