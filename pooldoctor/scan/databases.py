@@ -188,6 +188,12 @@ class AliasConfig:
     """OPTIONS["pool"] itself when set (its ``from_environment`` names the variable that can
     change it)."""
 
+    def pool_in(self, file: str) -> Place | None:
+        """Where the pool is set (else the alias), if that is in ``file``: a check reports each
+        place in the file that holds it."""
+        place = self.pool_place or self.place
+        return place if place is not None and place.file == file else None
+
 
 def database_configs(settings_module: str, modules: ModuleSource) -> tuple[AliasConfig, ...]:
     """The aliases ``settings_module``'s DATABASES configures; () when it sets no DATABASES."""

@@ -59,8 +59,8 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     budget = _budget(facts)
     if facts.has_pool:
         for alias in facts.settings.pools:
-            place = alias.pool_place or alias.place
-            if place is None or place.file != source.relative:
+            place = alias.pool_in(source.relative)
+            if place is None:
                 continue
             sizes = _pool_sizes(alias)
             if sizes is None:

@@ -37,8 +37,8 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
             continue  # no pool, or keys scan cannot read
         timeout = options.get("timeout")
         if timeout is None:
-            place = alias.pool_place or alias.place
-            if place is not None and place.file == source.relative:
+            place = alias.pool_in(source.relative)
+            if place is not None:
                 yield Hit(
                     place.line,
                     place.column,

@@ -39,8 +39,8 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
             question = f"if the pool is on ({alias.because or 'scan cannot tell'}), it runs "
         elif options is None or "check" in options:
             continue  # no pool, unreadable options, or the pool's own check callback
-        place = alias.pool_place or alias.place
-        if place is not None and place.file == source.relative:
+        place = alias.pool_in(source.relative)
+        if place is not None:
             yield Hit(
                 place.line,
                 place.column,
