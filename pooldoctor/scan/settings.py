@@ -113,11 +113,8 @@ class ProjectModules:
         self._texts = texts
         self._by_name: dict[str, str] = {}
         for relative in texts:
-            parts = list(PurePosixPath(relative).with_suffix("").parts)
-            if parts and parts[-1] == "__init__":
-                parts.pop()
-            if parts and all(p.isidentifier() for p in parts):
-                self._by_name.setdefault(".".join(parts), relative)
+            if name := _name(relative):
+                self._by_name.setdefault(name, relative)
         self._trees: dict[str, tuple[str, ast.Module] | None] = {}
 
     def resolve(self, name: str) -> str | None:
@@ -202,6 +199,8 @@ def read_settings(
 
 
 def _name(relative: str) -> str:
+    """``mysite/settings/__init__.py`` → ``mysite.settings``; ``""`` for a path that is not a
+    dotted module name (``my-app/settings.py``)."""
     parts = list(PurePosixPath(relative).with_suffix("").parts)
     if parts and parts[-1] == "__init__":
         parts.pop()
