@@ -200,7 +200,7 @@ def _killing_on_interrupt() -> Iterator[None]:
 def _judge(raw: FleetRecords) -> FleetResult:
     return judge_fleet(raw.subject.name, raw.subject.kind, raw.sent, raw.records,
                        raw.children_died, raw.stop_detail, raw.seconds,
-                       raw.leak_sites)  # fmt: skip
+                       raw.leak_sites, raw.timelines)  # fmt: skip
 
 
 def _started(raw: list[FleetRecords]) -> None:

@@ -173,7 +173,8 @@ def _check_app(spec: str | None) -> None:
 
 def judge(raw: ServerRecords, alias: str) -> FleetResult:
     result = judge_fleet(raw.subject.name, raw.subject.kind, raw.sent, raw.records, [],
-                         raw.stop_detail, raw.seconds, raw.leak_sites)  # fmt: skip
+                         raw.stop_detail, raw.seconds, raw.leak_sites,
+                         raw.timelines)  # fmt: skip
     if raw.subject.kind == "url" and raw.records and not result.echoes and not result.errors:
         return dataclasses.replace(result, summary=(
             f"{raw.subject.name} made no query on alias {alias!r} in {len(raw.records)} "

@@ -32,7 +32,16 @@ from typing import Any
 from pooldoctor.core.forensics.sites import Cause, Checkout, Loss, leak_sites
 from pooldoctor.core.forensics.stacks import capture
 from pooldoctor.core.forensics.threads import ThreadLife, ThreadRegistry
-from pooldoctor.core.model import LeakSite, PoolStats, ServerView, ThreadConnection
+from pooldoctor.core.model import (
+    ConnectionSpan,
+    LeakSite,
+    PoolStats,
+    ServerView,
+    SpanEnd,
+    TaskSpan,
+    ThreadConnection,
+    Timeline,
+)
 from pooldoctor.core.readonly import DIRECT_SUFFIX
 
 _TRANSACTION = {0: "idle", 1: "active", 2: "intrans", 3: "inerror", 4: "unknown"}
@@ -56,6 +65,7 @@ class _Tracked:
     thread: weakref.ref[threading.Thread]
     checkout: Checkout
     opened_in_pid: int
+    number: int = 0
 
 
 class Ledger:
@@ -73,6 +83,7 @@ class Ledger:
         tracking: bool = True,
         unit: str = "task",
         max_task_ends: int | None = None,
+        history: int = 5000,
     ) -> None:
         self.alias = alias
         self.max_task_ends = max_task_ends
@@ -89,6 +100,13 @@ class Ledger:
         self.returns = 0
         self.task: str | None = None
         self.task_ends: dict[str, float] = {}
+        # The timeline: the latest ``history`` checkouts and tasks, from second 0 of this ledger.
+        self._origin = (time.time(), time.monotonic())
+        self._history: collections.deque[Checkout] = collections.deque(maxlen=history)
+        self._dropped = 0
+        self._task_spans: collections.OrderedDict[str, list[Any]] = collections.OrderedDict()
+        self._history_size = history
+        self._numbered = 0
         self._losses: list[Loss] = []
         self._tracked: dict[int, _Tracked] = {}
         self._threads = ThreadRegistry()
@@ -97,7 +115,9 @@ class Ledger:
         self._hooked_pools: weakref.WeakSet[Any] = weakref.WeakSet()
         # A finalizer can run inside any allocation, on the thread that holds the lock: it only
         # queues the death here, and readers take the queue in under the (reentrant) lock.
-        self._deaths: collections.deque[tuple[int, _Tracked | None, bool]] = collections.deque()
+        self._deaths: collections.deque[tuple[int, _Tracked | None, bool, float]] = (
+            collections.deque()
+        )
         self._lock = threading.RLock()
 
     def install(self) -> None:
@@ -113,12 +133,26 @@ class Ledger:
     def task_started(self, label: str) -> contextvars.Token[str | None]:
         """Attribute the checkouts from here on to ``label``; returns the context token."""
         self.task = label
+        with self._lock:
+            self._task_spans[label] = [time.monotonic(), None, None]
+            if len(self._task_spans) > self._history_size:
+                self._task_spans.popitem(last=False)
         return CURRENT_TASK.set(label)
 
-    def task_finished(self, label: str, token: contextvars.Token[str | None] | None = None) -> None:
-        self.task_ends[label] = time.monotonic()
+    def task_finished(
+        self,
+        label: str,
+        token: contextvars.Token[str | None] | None = None,
+        *,
+        ok: bool | None = None,
+    ) -> None:
+        self.task_ends[label] = now = time.monotonic()
         if self.max_task_ends is not None and len(self.task_ends) > self.max_task_ends:
             del self.task_ends[next(iter(self.task_ends))]  # the oldest: dicts keep order
+        with self._lock:
+            span = self._task_spans.get(label)
+            if span is not None:
+                span[1], span[2] = now, ok
         if token is not None:
             CURRENT_TASK.reset(token)
 
@@ -140,13 +174,22 @@ class Ledger:
             self.checkouts += 1
             previous = self._tracked.get(id(raw))
             known = previous is not None and previous.ref() is raw
+            if previous is not None and known:
+                number, opened_in = previous.number, previous.opened_in_pid
+            else:
+                number, opened_in = self._next_number(), os.getpid()
+            checkout.connection, checkout.inherited = number, opened_in != os.getpid()
             self._tracked[id(raw)] = _Tracked(
                 ref=weakref.ref(raw),
                 wrapper=weakref.ref(connection),
                 thread=weakref.ref(thread),
                 checkout=checkout,
-                opened_in_pid=previous.opened_in_pid if previous and known else os.getpid(),
+                opened_in_pid=opened_in,
+                number=number,
             )
+            if len(self._history) == self._history_size:
+                self._dropped += 1
+            self._history.append(checkout)
             if not known:
                 self.opened += 1
             if pool is not None and pool not in self._hooked_pools:
@@ -156,6 +199,8 @@ class Ledger:
             # The finalizer holds the pgconn, not the connection: the connection can still die,
             # and the pgconn is released (socket closed) right after the callback, as without us.
             weakref.finalize(raw, self._on_death, id(raw), raw.pgconn)
+            if pool is None:
+                self._hook_close(raw)
 
     def _hook_returns(self, pool: Any) -> None:
         """Record every return to ``pool``: psycopg_pool has no hook for it, so wrap putconn on
@@ -171,6 +216,21 @@ class Ledger:
             putconn(conn)
 
         pool.putconn = recording_putconn
+
+    def _hook_close(self, raw: Any) -> None:
+        """Without a pool, closing is giving back: note when (for the timeline) on this one
+        connection object, then close it as asked."""
+        close = raw.close
+        key = id(raw)
+
+        def recording_close() -> None:
+            with self._lock:
+                entry = self._tracked.get(key)
+                if entry is not None and entry.checkout.returned is None and not raw.closed:
+                    entry.checkout.returned = time.monotonic()
+            close()
+
+        raw.close = recording_close
 
     def adopt_inherited(self, pool: Any) -> int:
         """In a forked child: the idle connections the pool brought from the parent. They were
@@ -191,25 +251,32 @@ class Ledger:
                             at=time.monotonic(),
                         ),
                         opened_in_pid=parent,
+                        number=self._next_number(),
                     )
                     adopted += 1
                 else:
                     self._tracked[id(raw)].opened_in_pid = parent
         return adopted
 
+    def _next_number(self) -> int:
+        self._numbered += 1
+        return self._numbered
+
     def _on_death(self, key: int, pgconn: Any) -> None:
         # Called by the garbage collector: no lock (it may be held by this very thread).
-        self._deaths.append((key, self._tracked.get(key), pgconn.status == _CONNECTION_OK))
+        died = time.monotonic()
+        self._deaths.append((key, self._tracked.get(key), pgconn.status == _CONNECTION_OK, died))
 
     def _drain(self) -> None:
         """Take the queued deaths in; call with the lock held."""
         while self._deaths:
-            key, entry, still_open = self._deaths.popleft()
+            key, entry, still_open, died = self._deaths.popleft()
             if entry is not None and self._tracked.get(key) is entry:
                 del self._tracked[key]
             if still_open:
                 self._lost_dead += 1
                 if entry is not None:
+                    entry.checkout.died = died
                     self._losses.append(Loss(entry.checkout, Cause.COLLECTED))
             else:
                 self._closed_dead += 1
@@ -278,6 +345,53 @@ class Ledger:
         losses = [loss for loss in dead + live if task is None or loss.checkout.task == task]
         return leak_sites(losses, self.task_ends, cwd, self.unit, stand_ins=stand_ins)
 
+    def timeline(self, pool: Any, *, latest: int | None = None) -> Timeline:
+        """Every checkout kept (the ``latest`` few, when given) and the tasks around them, in
+        seconds since this ledger started: how each checkout ended is what the census decides
+        (returned, lost, held), and a lost one ends when its thread did."""
+        _, live = self._live(pool)
+        with self._lock:
+            self._drain()
+            outcome = {id(loss.checkout): loss.cause for loss in [*self._losses, *live]}
+            checkouts = list(self._history)
+            tasks = [(label, *span) for label, span in self._task_spans.items()]
+            dropped = self._dropped
+        if latest is not None and len(checkouts) > latest:
+            dropped += len(checkouts) - latest
+            checkouts = checkouts[-latest:]
+            first = checkouts[0].at if checkouts else 0.0
+            tasks = [t for t in tasks if t[2] is None or t[2] >= first]
+        wall, zero = self._origin
+        now = time.monotonic()
+
+        def at(moment: float | None) -> float | None:
+            return None if moment is None else round(moment - zero, 6)
+
+        spans = tuple(
+            ConnectionSpan(
+                connection=c.connection,
+                thread=c.thread.name,
+                thread_role=c.thread.role,
+                task=c.task,
+                checked_out=round(c.at - zero, 6),
+                ended=at(_span_end(c, outcome.get(id(c)))),
+                end=_span_kind(c, outcome.get(id(c)), pool),
+                thread_ended=at(c.thread.ended),
+                inherited=c.inherited,
+            )
+            for c in checkouts
+        )
+        return Timeline(
+            origin=round(wall, 6),
+            duration=round(now - zero, 6),
+            spans=spans,
+            tasks=tuple(
+                TaskSpan(label=label, started=round(start - zero, 6), ended=at(end), ok=ok)
+                for label, start, end, ok in tasks
+            ),
+            dropped_spans=dropped,
+        )
+
     def returned(self, pool: Any) -> int:
         """Checkouts given back: returns to the pool, or, without one, connections closed."""
         if pool is not None:
@@ -326,6 +440,27 @@ def _describe(raw: Any, entry: _Tracked, pool: Any, now: float) -> ThreadConnect
         backend_pid=pgconn.backend_pid if is_open else None,
         opened_in_pid=entry.opened_in_pid,
     )
+
+
+def _span_kind(checkout: Checkout, cause: Cause | None, pool: Any) -> SpanEnd:
+    if checkout.returned is not None:
+        return SpanEnd.RETURNED
+    if cause is Cause.HELD:
+        return SpanEnd.HELD if pool is not None else SpanEnd.OPEN
+    if cause is not None:
+        return SpanEnd.LOST
+    return SpanEnd.OPEN
+
+
+def _span_end(checkout: Checkout, cause: Cause | None) -> float | None:
+    """When the checkout ended: its return, or for a lost one the moment nothing could return
+    it any more (its thread ended, or the connection object died)."""
+    if checkout.returned is not None:
+        return checkout.returned
+    if cause is None or cause is Cause.HELD:
+        return None
+    moments = [m for m in (checkout.thread.ended, checkout.died) if m is not None]
+    return min(moments) if moments else None
 
 
 def django_pool(alias: str) -> Any:

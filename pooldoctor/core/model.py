@@ -109,6 +109,11 @@ class PoolStats:
         """Slots a new request could get without waiting."""
         return self.available + (self.max_size - self.size)
 
+    @property
+    def exhausted(self) -> bool:
+        """No slot left: the next checkout waits (and, past ``timeout``, fails)."""
+        return self.free <= 0 or self.waiting > 0
+
 
 @dataclasses.dataclass(frozen=True)
 class ThreadConnection:
@@ -225,6 +230,67 @@ class LeakKind(enum.StrEnum):
     """Checked out and held between tasks by a thread that is still alive."""
 
 
+class SpanEnd(enum.StrEnum):
+    """How one checkout ended, as the ledger saw it."""
+
+    RETURNED = "returned"
+    """Given back to the pool (or, without a pool, closed)."""
+    LOST = "lost"
+    """Never given back, and nothing is left that could: its thread ended, or the connection
+    object was dropped or collected while checked out."""
+    HELD = "held"
+    """Still checked out by a live thread when the timeline was taken."""
+    OPEN = "open"
+    """Without a pool: still open when the timeline was taken (persistent connections)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ConnectionSpan:
+    """One checkout of one connection, from checkout to return (or loss). Times are seconds
+    since the timeline's origin."""
+
+    connection: int
+    """Which psycopg connection object (numbered in the order the process first saw them): the
+    same number on several spans is one server session reused."""
+    thread: str
+    thread_role: str
+    """Its kind: ThreadSensitiveContext executor, process-wide executor, loop default executor,
+    main thread, worker thread ..."""
+    task: str | None
+    checked_out: float
+    ended: float | None
+    """When it was returned, or, for a lost one, when its thread ended (or the connection died);
+    None when it is still out at the end (held, open, or lost without a known moment)."""
+    end: SpanEnd
+    thread_ended: float | None = None
+    """When the thread that checked it out ended, if it has."""
+    inherited: bool = False
+    """Brought from the parent process by a fork (checked out before this process existed)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskSpan:
+    """One task (or request round) along the timeline's axis."""
+
+    label: str
+    started: float
+    ended: float | None
+    ok: bool | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Timeline:
+    """Each connection's life in one process, in time: what the HTML report draws."""
+
+    origin: float
+    """Wall-clock time (``time.time()``) of second 0, to line processes up with each other."""
+    duration: float
+    spans: tuple[ConnectionSpan, ...]
+    tasks: tuple[TaskSpan, ...] = ()
+    dropped_spans: int = 0
+    """Older checkouts left out: the ledger keeps the latest few thousand."""
+
+
 @dataclasses.dataclass(frozen=True)
 class LeakSite:
     """Where connections that were lost or pinned had been checked out, grouped and counted."""
@@ -246,6 +312,15 @@ class LeakSite:
     thread_names: tuple[str, ...] = ()
     stack: tuple[StackEntry, ...] = ()
     """The first such checkout's stack, innermost first, library frames folded."""
+    excerpt: tuple[SourceLine, ...] = ()
+    """The project's source around :attr:`line`, read when the site was found (a saved report
+    shows the code as it was measured)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceLine:
+    number: int
+    text: str
 
 
 # The kinds of subject that are the project's own code: their verdicts are the project's verdict
@@ -274,6 +349,7 @@ class SubjectRun:
     """Checkouts of the alias's connections recorded while the subject ran."""
     returns: int = 0
     """Of those, how many went back to the pool (or were closed, without a pool)."""
+    timeline: Timeline | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -317,6 +393,7 @@ class SubjectResult:
     returns: int = 0
     fix: Fix | None = None
     """The fix fitted to this wrapper (patched into its source and measured), if any."""
+    timeline: Timeline | None = None
 
     def __post_init__(self) -> None:
         if self.tasks_planned is None:
@@ -412,6 +489,8 @@ class ProcessResult:
     """Backend pids the process still has that the server no longer lists."""
     updated_seconds_ago: float | None = None
     """How old its snapshot was when it was read (inspect)."""
+    timeline: Timeline | None = None
+    """Its connections in time (simulate: the whole run; inspect: the latest checkouts)."""
 
     # inspect's first names for the same numbers, kept in the JSON for its readers
     @property
@@ -555,6 +634,8 @@ class Fix:
     """What the run measured, in words (for a fix that did not measure clean: what stayed)."""
     diff: str | None = None
     """A unified diff against the project's file, when pooldoctor could patch its source."""
+    timeline: Timeline | None = None
+    """The proof run's connections in time (each one returning, when the fix is proven)."""
 
     @property
     def proven(self) -> bool:

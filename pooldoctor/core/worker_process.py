@@ -64,7 +64,7 @@ class WorkerProcess:
         self._labels[task_id] = (label, token, threading.get_ident())
         return label
 
-    def task_finished(self, task_id: str) -> None:
+    def task_finished(self, task_id: str, *, ok: bool | None = None) -> None:
         labelled = self._labels.pop(task_id, None)
         if labelled is None:
             return
@@ -73,6 +73,6 @@ class WorkerProcess:
         # from the task's own thread, so this is the usual case.
         same_thread = ident == threading.get_ident()
         try:
-            self.ledger.task_finished(label, token if same_thread else None)
+            self.ledger.task_finished(label, token if same_thread else None, ok=ok)
         except ValueError:  # another context after all: the end is recorded, the label stays
-            self.ledger.task_finished(label)
+            self.ledger.task_finished(label, ok=ok)

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import json
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
+from pathlib import Path
 from typing import Any, ClassVar
 
 from pooldoctor.core.model import ForkCheck
@@ -136,3 +138,9 @@ class WorkerHost(Host):
         had open, measured by one real fork; None for a host that does not fork, or a project
         without an app of this host (then nothing is started)."""
         return None
+
+
+def read_per_process(directory: Path, part: str) -> dict[int, Any]:
+    """What each worker process wrote to ``directory/part/<pid>.json`` (its leak sites, its
+    timeline), by pid."""
+    return {int(p.stem): json.loads(p.read_text()) for p in (directory / part).glob("*.json")}

@@ -68,6 +68,20 @@ def test_warm_parent_without_a_handler(warm_parent: Sim) -> None:
             f["fix"] for f in report["findings"] if f["code"] == "PD401")  # fmt: skip
 
 
+def test_each_worker_process_has_its_timeline(warm_parent: Sim) -> None:
+    # GIVEN the warm parent's fleet, THEN each child's timeline holds its own tasks, and its
+    #   checkouts of a connection opened in the parent are marked inherited exactly when the
+    #   census says the child used the parent's connections
+    for worker in warm_parent.result(SUBJECT)["workers"]:
+        timeline = worker["timeline"]
+        assert timeline is not None, worker["pid"]
+        assert len(timeline["tasks"]) == worker["tasks"]
+        assert {t["ok"] for t in timeline["tasks"]} <= {True, False}
+        inherited = [s for s in timeline["spans"] if s["inherited"]]
+        assert bool(inherited) == (worker["inherited_connections"] > 0), worker["summary"]
+        assert all(s["end"] == "returned" for s in timeline["spans"]), timeline["spans"]
+
+
 def test_warm_parent_with_the_projects_handler(warm_parent_discarding: Sim) -> None:
     # GIVEN the same warm parent, and the project's worker_process_init handler discarding the pool
     report = warm_parent_discarding.report

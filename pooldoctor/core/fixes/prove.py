@@ -93,6 +93,7 @@ def proven_fix(name: str, patch: Patch, proof: SubjectResult) -> Fix:
         measured=proof.verdict,
         detail=proof.summary,
         diff=unified(patch),
+        timeline=proof.timeline,
     )
 
 
@@ -140,5 +141,6 @@ def prove_url_fixes(
             applied_to=subject.name,
             measured=proof.verdict,
             detail=proof.summary,
+            timeline=proof.timeline,
         )
     return fixes

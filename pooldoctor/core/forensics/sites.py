@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import linecache
 import statistics
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 
 from pooldoctor.core.forensics.stacks import RawFrame, display_path, fold, project_frame
 from pooldoctor.core.forensics.threads import ThreadLife
-from pooldoctor.core.model import LeakKind, LeakSite
+from pooldoctor.core.model import LeakKind, LeakSite, SourceLine
 
 _SHOWN = 5  # tasks and thread names listed per site
+_AROUND = 3  # source lines shown either side of a site's line
 
 
 class Cause(enum.Enum):
@@ -38,6 +40,12 @@ class Checkout:
     task: str | None
     at: float
     returned: float | None = None
+    connection: int = 0
+    """The connection object's number in this process (for the timeline)."""
+    inherited: bool = False
+    """The connection came from the parent process with a fork."""
+    died: float | None = None
+    """When the connection object was collected while checked out."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +111,18 @@ def _site(
         tasks=_first(loss.checkout.task for loss in group if loss.checkout.task),
         thread_names=_first(loss.checkout.thread.name for loss in group),
         stack=fold(first.stack, cwd, stand_ins=stand_ins),
+        excerpt=excerpt(frame.file, frame.line) if frame else (),
     )
+
+
+def excerpt(path: str, line: int, around: int = _AROUND) -> tuple[SourceLine, ...]:
+    """The source lines around ``line`` as they are now (the report keeps them: the file may
+    change before anyone reads it); none when the file cannot be read."""
+    first = max(1, line - around)
+    lines = [(n, linecache.getline(path, n)) for n in range(first, line + around + 1)]
+    while lines and not lines[-1][1]:  # past the end of the file
+        lines.pop()
+    return tuple(SourceLine(n, text.rstrip("\n")) for n, text in lines)
 
 
 def _reason(group: list[Loss], task_ends: Mapping[str, float], unit: str) -> str:

@@ -292,6 +292,7 @@ def subject_result(
         leak_sites=run.leak_sites,
         checkouts=run.checkouts,
         returns=run.returns,
+        timeline=run.timeline,
     )
 
 

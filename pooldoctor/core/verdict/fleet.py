@@ -23,6 +23,7 @@ from pooldoctor.core.model import (
     SubjectRun,
     TaskCensus,
     ThreadConnection,
+    Timeline,
     Verdict,
     from_dict,
     leak_site_from_dict,
@@ -103,16 +104,18 @@ def judge_fleet(subject: str, kind: str, sent: Sequence[Mapping[str, Any]],
                 records: Sequence[Mapping[str, Any]], children_died: Sequence[Mapping[str, str]],
                 stop_detail: str | None, seconds: float,
                 leak_sites: Mapping[int, Sequence[Mapping[str, Any]]] | None = None,
+                timelines: Mapping[int, Mapping[str, Any]] | None = None,
                 ) -> FleetResult:  # fmt: skip
     by_pid: dict[int, list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
         by_pid[int(record["pid"])].append(record)
     stopped_early = bool(stop_detail and "exhaustion" in stop_detail)
-    sites = leak_sites or {}
+    sites, lives = leak_sites or {}, timelines or {}
     workers = tuple(
         dataclasses.replace(
             judge_worker(pid, sorted(rs, key=lambda r: r["index"]), sites.get(pid, ())),
             subject=subject,
+            timeline=from_dict(Timeline, lives[pid]) if pid in lives else None,
         )
         for pid, rs in sorted(by_pid.items())
     )

@@ -25,7 +25,9 @@ from pooldoctor.core.model import (
     ServerSession,
     SessionGroup,
     Severity,
+    Timeline,
     Verdict,
+    from_dict,
     leak_site_from_dict,
 )
 from pooldoctor.core.server import ServerRows
@@ -209,6 +211,7 @@ def judge_process(
         if server_available
         else (),
         updated_seconds_ago=round(since, 1) if updated is not None else None,
+        timeline=from_dict(Timeline, data["timeline"]) if data.get("timeline") else None,
     )
 
 

@@ -34,6 +34,7 @@ from pooldoctor.core import lifeline
 from pooldoctor.core.probes.task import TASK, schedule
 from pooldoctor.core.project import ProjectSpec
 from pooldoctor.core.subjects import Subject
+from pooldoctor.hosts.base import read_per_process
 
 # Celery's own words when a prefork child dies (celery/concurrency/asynpool.py).
 CHILD_DIED = re.compile(r"Process '(?P<name>[^']+)' pid:(?P<pid>\d+) exited with '(?P<how>[^']+)'")
@@ -86,6 +87,8 @@ class FleetRecords:
     """The worker's own output (shown with --debug)."""
     leak_sites: dict[int, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
     """Per worker process (pid): its leak sites as of its last census."""
+    timelines: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    """Per worker process (pid): its connections in time, as of its last census."""
 
 
 def broker_conf(broker: str, directory: Path) -> dict[str, Any]:
@@ -133,7 +136,7 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
 def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run_id: str,
                index: int, apply_fix: bool, directory: Path, started: float,
                progress: Progress | None) -> FleetRecords:  # fmt: skip
-    for part in ("records", "sites", "tmp"):
+    for part in ("records", "sites", "timelines", "tmp"):
         (directory / part).mkdir()
     queue_name = f"pooldoctor-{run_id}-{index}"
     # No remote control: its pidbox queue and bindings would be more to leave in the broker.
@@ -204,12 +207,14 @@ def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, ru
         purge_queue(conf)
         lifeline.on_removal(directory, None)
     records = [json.loads(p.read_text()) for p in sorted((directory / "records").glob("*.json"))]
-    sites = {int(p.stem): json.loads(p.read_text()) for p in (directory / "sites").glob("*.json")}
+    sites = read_per_process(directory, "sites")
+    timelines = read_per_process(directory, "timelines")
     died = [m.groupdict() for m in CHILD_DIED.finditer(output)]
     if detail and not ready:
         detail = f"{detail}: {_last_line(output)}"
     return FleetRecords(subject, sent, records, ready, died, detail,
-                        round(time.monotonic() - started, 3), output, sites)  # fmt: skip
+                        round(time.monotonic() - started, 3), output, sites,
+                        timelines)  # fmt: skip
 
 
 class _FleetError(Exception):

@@ -42,6 +42,7 @@ SPEC: dict[str, Any] = json.loads(Path(os.environ["POOLDOCTOR_SIMULATE"]).read_t
 lifeline.arm(on_death=lambda: purge_queue(SPEC["celery_conf"]))
 RECORDS = Path(SPEC["dir"]) / "records"
 SITES = Path(SPEC["dir"]) / "sites"
+TIMELINES = Path(SPEC["dir"]) / "timelines"
 PROJECT = project.ProjectSpec.from_dict(SPEC["project"])
 ALIAS = PROJECT.alias
 PROBE_NAME = "pooldoctor.probe"
@@ -117,14 +118,14 @@ def _on_postrun(task_id: str = "", args: Any = (), state: str = "", retval: Any 
                 **kwargs: Any) -> None:  # fmt: skip
     started = STATE.running.pop(task_id, time.monotonic())
     echo.CURRENT.set(None)
-    _task_finished(task_id)
     error = retval if isinstance(retval, BaseException) else unawaited(retval, "the task")
+    _task_finished(task_id, ok=error is None and state != "FAILURE")
     _write(task_id, {"state": state}, error, time.monotonic() - started)
 
 
-def _task_finished(task_id: str) -> None:
+def _task_finished(task_id: str, ok: bool | None = None) -> None:
     if STATE.process is not None:
-        STATE.process.task_finished(task_id)
+        STATE.process.task_finished(task_id, ok=ok)
 
 
 def _write(task_id: str, extra: dict[str, Any], error: BaseException | None,
@@ -178,6 +179,8 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
     # sites of the census that record reports.
     sites = LEDGER.leak_sites(pool, PROJECT.cwd, stand_ins=SPEC["subject"]["kind"] == "mode")
     _replace(SITES / f"{os.getpid()}.json", json.dumps(to_dict(sites), sort_keys=True))
+    timeline = to_dict(LEDGER.timeline(pool))
+    _replace(TIMELINES / f"{os.getpid()}.json", json.dumps(timeline, sort_keys=True))
     _replace(RECORDS / f"{task_id}.json", json.dumps(record, sort_keys=True))
 
 

@@ -27,6 +27,8 @@ from pooldoctor.core.model import (
     StopReason,
     SubjectRun,
     TaskCensus,
+    Timeline,
+    from_dict,
     leak_site_from_dict,
     task_census_from_dict,
 )
@@ -193,6 +195,7 @@ def _run_child(
         leak_sites=tuple(leak_site_from_dict(s) for s in forensics.get("leak_sites", ())),
         checkouts=forensics.get("checkouts", 0),
         returns=forensics.get("returns", 0),
+        timeline=from_dict(Timeline, forensics["timeline"]) if "timeline" in forensics else None,
     )
 
 

@@ -207,6 +207,7 @@ class Subject:
             leak_sites=to_dict(sites),
             checkouts=self.ledger.checkouts,
             returns=self.ledger.returned(pool),
+            timeline=to_dict(self.ledger.timeline(pool)),
         )
 
     def clean_up(self) -> None:
@@ -275,6 +276,8 @@ class Watchdog(threading.Thread):
 
     def _stop(self, reason: StopReason, detail: str, index: int, kind: str, seconds: float) -> None:
         try:
+            # The task is over for the timeline too: stopped here, a failure.
+            self.subject.ledger.task_finished(self.subject.label(index, kind), ok=False)
             snapshot = self.subject.take_census(index, kind, TimeoutError(detail), seconds)
             self.channel.send("task", census=to_dict(snapshot), final=True)
             self.subject.send_forensics(self.channel)
@@ -325,7 +328,7 @@ def main() -> None:
             outcome = unawaited(subject.run_task(kind), subject.what_runs)
         except Exception as exc:
             outcome = exc
-        subject.ledger.task_finished(name, token)
+        subject.ledger.task_finished(name, token, ok=outcome is None)
         watchdog.task_finished()
         snapshot = subject.take_census(index, kind, outcome, time.monotonic() - started)
         channel.send("task", census=to_dict(snapshot))

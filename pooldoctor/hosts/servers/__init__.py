@@ -36,7 +36,7 @@ from typing import Any, ClassVar
 from pooldoctor.core import lifeline
 from pooldoctor.core.project import ProjectSpec
 from pooldoctor.core.subjects import Subject
-from pooldoctor.hosts.base import HostFacts
+from pooldoctor.hosts.base import HostFacts, read_per_process
 
 ENV = "POOLDOCTOR_SERVER"
 """Names the run's spec file, for :mod:`.app` in the server's processes."""
@@ -87,6 +87,7 @@ class ServerRecords:
     seconds: float
     log: str = ""
     leak_sites: dict[int, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
+    timelines: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
 
 
 class Server(abc.ABC):
@@ -171,7 +172,7 @@ def run_server(project: ProjectSpec, server: Server, subject: Subject, options: 
 def _run(project: ProjectSpec, server: Server, subject: Subject, options: ServerOptions,
          run_id: str, index: int, host: str, apply_fix: bool, directory: Path,
          started: float, progress: Callable[[int, int], None] | None) -> ServerRecords:  # fmt: skip
-    for part in ("records", "sites", "tmp", "workers"):
+    for part in ("records", "sites", "timelines", "tmp", "workers"):
         (directory / part).mkdir()
     if progress is not None:
         progress(0, options.requests)  # shown while the server starts
@@ -216,11 +217,12 @@ def _run(project: ProjectSpec, server: Server, subject: Subject, options: Server
         log.close()
     output = (directory / "server.log").read_text(errors="replace")
     records = read_records(directory)
-    sites = {int(p.stem): json.loads(p.read_text()) for p in (directory / "sites").glob("*.json")}
     if detail and not ready and not (directory / "failed.txt").exists():
         detail = f"{detail}: {_last_line(output)}"
     return ServerRecords(subject, sent, records, ready, detail,
-                         round(time.monotonic() - started, 3), output, sites)  # fmt: skip
+                         round(time.monotonic() - started, 3), output,
+                         read_per_process(directory, "sites"),
+                         read_per_process(directory, "timelines"))  # fmt: skip
 
 
 def _wait_ready(proc: subprocess.Popen[bytes], directory: Path, port: int, processes: int,

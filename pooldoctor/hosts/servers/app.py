@@ -43,6 +43,8 @@ RUN = Path(SPEC["dir"])
 PROJECT = project.ProjectSpec.from_dict(SPEC["project"])
 ALIAS = PROJECT.alias
 LEDGER = census.Ledger(ALIAS, tracking=SPEC.get("tracking", True))
+TIMELINE_SPANS = 2000
+"""Checkouts each process's timeline shows (the latest): it is rewritten after every request."""
 
 
 class _State:
@@ -96,7 +98,7 @@ def _begin(token: str, name: str) -> None:
 def _end(token: str, status: int | None, error: BaseException | None) -> None:
     echo.CURRENT.set(None)
     if STATE.process is not None:
-        STATE.process.task_finished(token)
+        STATE.process.task_finished(token, ok=error is None and status is not None and status < 500)
     started = STATE.running.pop(token, time.monotonic())
     with STATE.lock:
         _record(token, status, error, time.monotonic() - started)
@@ -149,6 +151,8 @@ def _record(token: str, status: int | None, error: BaseException | None, seconds
         STATE.sites_for = (lost, held)
         sites = LEDGER.leak_sites(pool, PROJECT.cwd)
         _replace(RUN / "sites" / f"{os.getpid()}.json", json.dumps(to_dict(sites), sort_keys=True))
+    timeline = to_dict(LEDGER.timeline(pool, latest=TIMELINE_SPANS))
+    _replace(RUN / "timelines" / f"{os.getpid()}.json", json.dumps(timeline, sort_keys=True))
     # One write of one whole line: the parent reads only lines that end.
     os.write(STATE.records, (json.dumps(record) + "\n").encode())
 
