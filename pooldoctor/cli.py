@@ -503,6 +503,8 @@ def demo(**kwargs: Any) -> int:
         wrappers=("mysite.celeryapp:async_task()",),
         modes=None,
         cwd=str(project),
+        # From where the user typed it: the measurement runs in the demo project's directory.
+        output=os.path.abspath(kwargs["output"]) if kwargs["output"] else None,
     )
     # Installed in a project's virtualenv, the demo is under that project's pyproject.toml: its
     # [tool.pooldoctor] wrappers are not the demo's.
@@ -1017,8 +1019,9 @@ def _simulate_server(kwargs: dict[str, Any]) -> int:
 @click.option(
     "--format",
     "fmt",
-    type=click.Choice(["text", "json", "junit", "github"]),
-    help="Report format (default: from --output's extension, else text).",
+    type=click.Choice(["text", "json", "junit", "github", "html", "openmetrics"]),
+    help="Report format (default: from --output's extension, else text); openmetrics prints "
+    "the fleet's census as Prometheus metrics.",
 )
 @OUTPUT_OPTION
 @click.option(
@@ -1051,7 +1054,7 @@ def inspect(**kwargs: Any) -> int:
         cwd=os.getcwd(),
     )
     output, fail_on = kwargs["output"], kwargs["fail_on"]
-    fmt = infer_format(output, kwargs["fmt"]).value
+    fmt = infer_format(output, kwargs["fmt"])
     _check_writable(output)
     target = load(options)
     if kwargs["watch"] is not None:

@@ -108,7 +108,8 @@ def test_check_and_demo_print_the_summary_with_output(tmp_path: Path, database_u
     assert json.loads(output.read_text())["verdict"] == verdict
 
     demo = tmp_path / "demo.txt"
-    proc = pooldoctor("demo", "--database", database_url, "-o", str(demo), cwd=tmp_path)
+    # a relative path is the user's, not the demo project's (where the measurement runs)
+    proc = pooldoctor("demo", "--database", database_url, "-o", demo.name, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr  # --fail-on never
     assert _summary(proc.stderr, demo) == f"pooldoctor: leak: report written to {demo}"
     assert "pooldoctor demo" in demo.read_text() or "leak" in demo.read_text()

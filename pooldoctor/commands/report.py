@@ -29,10 +29,10 @@ from pooldoctor.scan.model import ScanResult
 
 TIP = "pass a file written with --format json by pooldoctor check, scan or simulate"
 FORMATS = {
-    "check": ("text", "json", "junit", "github"),
+    "check": ("text", "json", "junit", "github", "html"),
     "scan": ("text", "json", "sarif", "github", "gitlab", "junit"),
-    "simulate": ("text", "json", "junit", "github"),
-    "inspect": ("text", "json", "junit", "github"),
+    "simulate": ("text", "json", "junit", "github", "html"),
+    "inspect": ("text", "json", "junit", "github", "html", "openmetrics"),
 }
 """The formats each command renders (what ``pooldoctor report --format`` accepts for it)."""
 FAIL_ON = {
@@ -43,7 +43,7 @@ FAIL_ON = {
 }
 """``--fail-on`` values per command."""
 DEFAULT_FAIL_ON = {"check": "leak", "scan": "warning", "simulate": "leak", "inspect": "leak"}
-SUFFIXES = {".json": "json", ".xml": "junit", ".sarif": "sarif"}
+SUFFIXES = {".json": "json", ".xml": "junit", ".sarif": "sarif", ".html": "html", ".htm": "html"}
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,6 +29,11 @@ class Format(enum.StrEnum):
     JSON = "json"
     JUNIT = "junit"
     GITHUB = "github"
+    HTML = "html"
+
+
+OPENMETRICS = "openmetrics"
+"""inspect's own extra format: the fleet's census as Prometheus metrics."""
 
 
 def render(
@@ -42,6 +47,14 @@ def render(
 ) -> str:
     """Render any command's report as ``fmt``; options a format does not use are ignored (scan's
     SARIF lists ``checks``, every check without them)."""
+    if fmt == Format.HTML and not isinstance(report, ScanResult):
+        from pooldoctor.reporters import html
+
+        return html.render(report)
+    if fmt == OPENMETRICS and isinstance(report, InspectReport):
+        from pooldoctor.reporters import openmetrics
+
+        return openmetrics.render(report)
     if isinstance(report, SimulateReport | InspectReport):
         from pooldoctor.reporters import inspect, simulate
 
@@ -72,17 +85,18 @@ def render(
     raise ValueError(f"unknown report format {fmt!r}")
 
 
-def infer_format(output_path: str | None, given: str | None) -> Format:
-    """The format asked for, else the one the output file's suffix implies, else text.
+def infer_format(output_path: str | None, given: str | None) -> str:
+    """The format asked for, else the one the output file's suffix implies, else text (a
+    command's own choices have checked what was asked for).
 
     Lets ``--output report.xml`` do the expected thing without also passing ``--format junit``.
     """
     if given:
-        return Format(given.lower())
-    if output_path:
-        suffix = PurePath(output_path).suffix.lower()
-        if suffix == ".json":
-            return Format.JSON
-        if suffix == ".xml":
-            return Format.JUNIT
-    return Format.TEXT
+        given = given.lower()
+        return Format(given) if given in {f.value for f in Format} else given
+    suffix = PurePath(output_path).suffix.lower() if output_path else ""
+    return SUFFIXES.get(suffix, Format.TEXT)
+
+
+SUFFIXES = {".json": Format.JSON, ".xml": Format.JUNIT, ".html": Format.HTML, ".htm": Format.HTML}
+"""The format an ``--output`` file's suffix implies."""

@@ -121,7 +121,10 @@ def test_every_format_renders(sample_report: Report, fmt: Format) -> None:
         ("report.txt", None, Format.TEXT),
         ("report.xml", "json", Format.JSON),
         (None, "junit", Format.JUNIT),
+        ("timeline.html", None, Format.HTML),
+        ("report.HTM", None, Format.HTML),
+        ("metrics.txt", "openmetrics", "openmetrics"),
     ],
 )
-def test_infer_format(output: str | None, given: str | None, expected: Format) -> None:
-    assert infer_format(output, given) is expected
+def test_infer_format(output: str | None, given: str | None, expected: str) -> None:
+    assert infer_format(output, given) == expected

@@ -28,7 +28,7 @@ WORKER_FIELDS = {"subject", "pid", "tasks", "failed_tasks", "crossed_replies",
                  "adopted_connections", "inherited_pool", "checkouts", "returns", "pool",
                  "tasks_until_exhaustion", "census", "node", "main", "pinned", "backend_pids",
                  "server_sessions", "gone_from_server", "updated_seconds_ago",
-                 "lost", "held", "opened", "inherited"}  # fmt: skip
+                 "lost", "held", "opened", "inherited", "timeline"}  # fmt: skip
 EXPECTED_FAILURES = 3
 """The probe's own failing tasks in a run of 12 (raise after a query, in atomic(), open
 transaction): failed, but cleaned up by a clean wrapper."""

@@ -15,6 +15,7 @@ from the file named by ``POOLDOCTOR_SIMULATE``.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import os
 import signal
@@ -43,6 +44,8 @@ lifeline.arm(on_death=lambda: purge_queue(SPEC["celery_conf"]))
 RECORDS = Path(SPEC["dir"]) / "records"
 SITES = Path(SPEC["dir"]) / "sites"
 TIMELINES = Path(SPEC["dir"]) / "timelines"
+TIMELINE_SPANS = 2000
+"""Checkouts each process's timeline shows (the latest)."""
 PROJECT = project.ProjectSpec.from_dict(SPEC["project"])
 ALIAS = PROJECT.alias
 PROBE_NAME = "pooldoctor.probe"
@@ -179,7 +182,8 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
     # sites of the census that record reports.
     sites = LEDGER.leak_sites(pool, PROJECT.cwd, stand_ins=SPEC["subject"]["kind"] == "mode")
     _replace(SITES / f"{os.getpid()}.json", json.dumps(to_dict(sites), sort_keys=True))
-    timeline = to_dict(LEDGER.timeline(pool))
+    # plain fields and StrEnums: asdict is the fast way (rewritten after every task)
+    timeline = dataclasses.asdict(LEDGER.timeline(pool, latest=TIMELINE_SPANS))
     _replace(TIMELINES / f"{os.getpid()}.json", json.dumps(timeline, sort_keys=True))
     _replace(RECORDS / f"{task_id}.json", json.dumps(record, sort_keys=True))
 
