@@ -86,9 +86,9 @@ def snapshot_cost(database: str, tracking: bool) -> float:
     django.setup()
     from inspectproj.tasks import clean
 
-    import pooldoctor.celery as pdc
+    from pooldoctor.hosts.celery.install import Installation
 
-    found = pdc.Installation(object(), "default", tracking)
+    found = Installation("default", tracking)
     found.hostname = f"bench-{uuid.uuid4().hex[:8]}@snapshot"
     found.pool_kind = "prefork"
     found.ledger.install()

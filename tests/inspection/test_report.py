@@ -78,7 +78,7 @@ def test_json(report: InspectReport) -> None:
     assert [s["pid"] for s in leaky["server_sessions"]] == [9001]
     site = leaky["leak_sites"][0]
     assert set(site) == {"kind", "file", "line", "function", "thread", "count", "reason",
-                         "tasks", "thread_names", "stack"}  # fmt: skip
+                         "tasks", "thread_names", "stack", "excerpt"}  # fmt: skip
     assert (site["kind"], site["file"], site["line"], site["count"]) == (
         "lost",
         "mysite/celeryapp.py",

@@ -16,7 +16,7 @@ from .inspect_fleet import TASKS, Fleet, settled_census
 
 PROCESS_FIELDS = {
     "pid", "main", "started", "updated", "tasks", "failed_tasks", "pool", "lost", "held",
-    "opened", "inherited", "checkouts", "returns", "connections", "leak_sites",
+    "opened", "inherited", "checkouts", "returns", "connections", "leak_sites", "timeline",
 }  # fmt: skip
 
 

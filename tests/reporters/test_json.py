@@ -66,7 +66,7 @@ def test_top_level_keys_and_types(sample_report: Report) -> None:
     assert sample_report.fix is not None
     assert data["fix"] == {"subject": "async_to_sync", "code": sample_report.fix.code,
                            "applied_to": None, "measured": None, "detail": "",
-                           "diff": None}  # fmt: skip
+                           "diff": None, "timeline": None}  # fmt: skip
     assert data["seconds"] == 4.5
 
 
@@ -114,6 +114,7 @@ def test_results_keep_report_order_with_every_key(sample_report: Report) -> None
             "evidence",
             "seconds",
             "fix",
+            "timeline",
         }
         assert set(result["evidence"]) == {"pooled", "celery_task", "census"}
         assert isinstance(result["symptoms"], list)
@@ -168,6 +169,7 @@ def test_results_keep_report_order_with_every_key(sample_report: Report) -> None
                 {"file": None, "line": None, "function": None, "folded": ["asyncio"], "frames": 3},
                 {"file": "shop/celery.py", "line": 9, "function": "run", "folded": [], "frames": 1},
             ],
+            "excerpt": [],
         }
     ]
     assert [s["kind"] for s in results[2]["leak_sites"]] == ["pinned"]

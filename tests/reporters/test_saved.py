@@ -29,7 +29,8 @@ from .conftest import build_report
 
 FAIL_ON = ["leak", "pinned", "never"]
 # Added to check's JSON after its first release: a report saved before still loads.
-LATER_KEYS = ("command", "description", "tasks_planned", "leak_sites", "checkouts", "returns")
+LATER_KEYS = ("command", "description", "tasks_planned", "leak_sites", "checkouts", "returns",
+              "timeline")  # fmt: skip
 
 
 def loaded(text: str) -> saved.Saved:
@@ -46,7 +47,9 @@ def test_every_field_of_a_check_report_is_saved(sample_report: Report) -> None:
     assert {f.name for f in dataclasses.fields(SubjectResult)} - {"run"} <= saved_keys
     assert {f.name for f in dataclasses.fields(DatabaseInfo)} == set(data["database"])
     assert {f.name for f in dataclasses.fields(Report)} - {"fix_subject"} <= set(data)
-    assert set(data["fix"]) == {"code", "subject", "applied_to", "measured", "detail", "diff"}
+    assert set(data["fix"]) == {
+        "code", "subject", "applied_to", "measured", "detail", "diff", "timeline"
+    }  # fmt: skip
 
 
 def test_a_check_report_loads_back_equal(sample_report: Report) -> None:

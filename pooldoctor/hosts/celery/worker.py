@@ -15,7 +15,6 @@ from the file named by ``POOLDOCTOR_SIMULATE``.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
 import os
 import signal
@@ -182,9 +181,8 @@ def _write_locked(task_id: str, extra: dict[str, Any], error: BaseException | No
     # sites of the census that record reports.
     sites = LEDGER.leak_sites(pool, PROJECT.cwd, stand_ins=SPEC["subject"]["kind"] == "mode")
     _replace(SITES / f"{os.getpid()}.json", json.dumps(to_dict(sites), sort_keys=True))
-    # plain fields and StrEnums: asdict is the fast way (rewritten after every task)
-    timeline = dataclasses.asdict(LEDGER.timeline(pool, latest=TIMELINE_SPANS))
-    _replace(TIMELINES / f"{os.getpid()}.json", json.dumps(timeline, sort_keys=True))
+    timeline = LEDGER.timeline_record(pool, latest=TIMELINE_SPANS)
+    _replace(TIMELINES / f"{os.getpid()}.json", json.dumps(timeline))
     _replace(RECORDS / f"{task_id}.json", json.dumps(record, sort_keys=True))
 
 

@@ -207,7 +207,7 @@ class Subject:
             leak_sites=to_dict(sites),
             checkouts=self.ledger.checkouts,
             returns=self.ledger.returned(pool),
-            timeline=to_dict(self.ledger.timeline(pool)),
+            timeline=self.ledger.timeline_record(pool),
         )
 
     def clean_up(self) -> None:

@@ -151,8 +151,8 @@ def _record(token: str, status: int | None, error: BaseException | None, seconds
         STATE.sites_for = (lost, held)
         sites = LEDGER.leak_sites(pool, PROJECT.cwd)
         _replace(RUN / "sites" / f"{os.getpid()}.json", json.dumps(to_dict(sites), sort_keys=True))
-    timeline = dataclasses.asdict(LEDGER.timeline(pool, latest=TIMELINE_SPANS))
-    _replace(RUN / "timelines" / f"{os.getpid()}.json", json.dumps(timeline, sort_keys=True))
+    timeline = LEDGER.timeline_record(pool, latest=TIMELINE_SPANS)
+    _replace(RUN / "timelines" / f"{os.getpid()}.json", json.dumps(timeline))
     # One write of one whole line: the parent reads only lines that end.
     os.write(STATE.records, (json.dumps(record) + "\n").encode())
 
