@@ -63,6 +63,21 @@ def test_leaking_node_is_leak_with_lost_slots_and_site(
     assert any(f["code"] == "PD501" and f["subject"] == node["node"] for f in report["findings"])
 
 
+def test_each_live_process_sends_its_recent_timeline(fleet: Fleet, report: dict[str, Any]) -> None:
+    # THEN each process of the leaking node shows its lost checkouts in time, as many as its
+    #   census counts lost, each ending when its thread ended; the clean node's all return
+    for role, lost_end in (("leaky", "lost"), ("clean", None)):
+        for process in _node(report, fleet.name(role))["processes"]:
+            timeline = process["timeline"]
+            assert timeline is not None, process["pid"]
+            lost = [s for s in timeline["spans"] if s["end"] == "lost"]
+            assert len(lost) == process["lost"], timeline["spans"]
+            assert all(s["ended"] == s["thread_ended"] is not None for s in lost)
+            assert len(timeline["tasks"]) == process["tasks"]
+            if lost_end is None:
+                assert {s["end"] for s in timeline["spans"]} <= {"returned"}
+
+
 def test_clean_node_is_clean(fleet: Fleet, report: dict[str, Any]) -> None:
     node = _node(report, fleet.name("clean"))
     assert (node["status"], node["verdict"]) == ("answered", "clean")
