@@ -12,6 +12,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -131,6 +132,39 @@ def test_text_report_names_each_node(fleet: Fleet, inspect_database_url: str) ->
         "in its Celery module" in lines
     )
     assert lines[-1].startswith(f"LEAK: {fleet.name('leaky')}: ")
+
+
+def test_the_fleet_as_openmetrics_and_as_html(
+    fleet: Fleet, inspect_database_url: str, report: dict[str, Any], tmp_path: Path
+) -> None:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    names = ",".join(fleet.name(r) for r in ("leaky", "clean"))
+    proc = inspect(fleet, inspect_database_url, "--destination", names, "--timeout", "5",
+                   "--format", "openmetrics", "--fail-on", "never")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    # THEN prometheus-client's own parser reads it, and each process's lost counter is what the
+    #   JSON census says: above zero in total on the leaking node, zero on the clean one
+    lost: dict[tuple[str, str], float] = {}
+    for family in text_string_to_metric_families(proc.stdout):
+        if family.name == "pooldoctor_lost_connections":
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    key = (sample.labels["node"], sample.labels["pid"])
+                    lost[key] = lost.get(key, 0.0) + sample.value
+    for role in ("leaky", "clean"):
+        for process in _node(report, fleet.name(role))["processes"]:
+            assert lost[(fleet.name(role), str(process["pid"]))] == process["lost"]
+    assert sum(v for (node, _), v in lost.items() if node == fleet.name("leaky")) > 0
+    # AND the same fleet as one HTML page, with each process's timeline and its lost bars
+    page = tmp_path / "fleet.html"
+    proc = inspect(fleet, inspect_database_url, "--destination", names, "--timeout", "5",
+                   "-o", str(page), "--fail-on", "never")  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    text = page.read_text()
+    assert text.startswith("<!DOCTYPE html>") and fleet.name("leaky") in text
+    leaky_lost = sum(p["lost"] for p in _node(report, fleet.name("leaky"))["processes"])
+    assert text.count('class="span lost') == leaky_lost
 
 
 def test_watch_writes_a_report_per_interval_until_interrupted(
