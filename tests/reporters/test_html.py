@@ -28,7 +28,6 @@ from pooldoctor.core.model import (
     NodeResult,
     NodeStatus,
     PinnedConnection,
-    PoolStats,
     ProcessResult,
     Report,
     ServerResult,
@@ -46,6 +45,8 @@ from pooldoctor.core.model import (
 from pooldoctor.core.serde import from_dict, to_dict
 from pooldoctor.reporters import html as html_reporter
 
+from .conftest import pool
+
 TASKS = 4
 TASK_SECONDS = 0.04
 GAP = 0.01
@@ -61,18 +62,6 @@ DIFF = (
 def task_window(i: int) -> tuple[float, float]:
     start = i * (TASK_SECONDS + GAP)
     return start, start + TASK_SECONDS
-
-
-def pool(size: int, available: int) -> PoolStats:
-    return PoolStats(
-        min_size=0,
-        max_size=4,
-        size=size,
-        available=available,
-        waiting=0,
-        connections_opened=size,
-        timeout=5.0,
-    )
 
 
 def census(i: int, *, lost: int, size: int, available: int, ok: bool = True) -> TaskCensus:
@@ -451,6 +440,13 @@ def section(root: Element, subject_name: str) -> Element:
 # -- check --------------------------------------------------------------------------------
 
 
+def leaky_page(timeline: Timeline) -> str:
+    """The sample report's page with its leaky subject given ``timeline``."""
+    report = build_check_report()
+    leaky = dataclasses.replace(report.results[0], timeline=timeline)
+    return html_reporter.render(dataclasses.replace(report, results=(leaky,)))
+
+
 def test_a_complete_document(check_page: str) -> None:
     root = parse(check_page)
     assert check_page.startswith("<!DOCTYPE html>")
@@ -603,9 +599,7 @@ def test_a_big_timeline_stays_bounded() -> None:
         for i in range(10_000)
     )
     timeline = Timeline(origin=0.0, duration=10.0, spans=many, dropped_spans=5000)
-    report = build_check_report()
-    big = dataclasses.replace(report.results[0], timeline=timeline)
-    page = html_reporter.render(dataclasses.replace(report, results=(big,)))
+    page = leaky_page(timeline)
     root = parse(page)
     assert len(root.find("g", "lane")) == html_reporter.MAX_LANES
     assert len(root.find("rect", "span")) <= html_reporter.MAX_SPANS
@@ -688,13 +682,7 @@ def test_checkouts_still_out_at_the_end_run_to_the_end() -> None:
         )
 
     spans = (out(1, SpanEnd.LOST), out(2, SpanEnd.HELD), out(3, SpanEnd.OPEN))
-    report = build_check_report()
-    timeline = Timeline(origin=0.0, duration=1.0, spans=spans)
-    page = html_reporter.render(
-        dataclasses.replace(
-            report, results=(dataclasses.replace(report.results[0], timeline=timeline),)
-        )
-    )
+    page = leaky_page(Timeline(origin=0.0, duration=1.0, spans=spans))
     root = section(parse(page), "run_refresh")
     bars = {e.attrs["data-connection"]: e for e in root.find("rect", "span")}
     assert bars["1"].classes == {"span", "lost", "open-ended"}
@@ -722,13 +710,7 @@ def test_lost_labels_in_one_lane_do_not_overlap() -> None:
         )
         for n in range(5)
     )
-    report = build_check_report()
-    timeline = Timeline(origin=0.0, duration=1.0, spans=spans)
-    page = html_reporter.render(
-        dataclasses.replace(
-            report, results=(dataclasses.replace(report.results[0], timeline=timeline),)
-        )
-    )
+    page = leaky_page(Timeline(origin=0.0, duration=1.0, spans=spans))
     root = section(parse(page), "run_refresh")
     assert len(root.find("rect", "span lost")) == 5 and len(root.find("g", "lost-mark")) == 5
     assert [e.all_text() for e in root.find("g", "lost-label")] == ["lost — connection dropped"]
@@ -741,7 +723,6 @@ def test_lost_labels_in_one_lane_do_not_overlap() -> None:
 def test_a_thread_that_ends_inside_its_task_is_labelled_so() -> None:
     """asgiref's per-task ThreadSensitiveContext: its executor thread ends as the context exits,
     before the task returns."""
-    report = build_check_report()
     timeline = leaky_timeline()
     spans = tuple(
         dataclasses.replace(s, ended=s.checked_out + 0.01, thread_ended=s.checked_out + 0.01)
@@ -749,19 +730,13 @@ def test_a_thread_that_ends_inside_its_task_is_labelled_so() -> None:
         else s
         for s in timeline.spans
     )
-    leaky = dataclasses.replace(
-        report.results[0], timeline=dataclasses.replace(timeline, spans=spans)
-    )
-    root = section(
-        parse(html_reporter.render(dataclasses.replace(report, results=(leaky,)))), "run_refresh"
-    )
+    root = section(parse(leaky_page(dataclasses.replace(timeline, spans=spans))), "run_refresh")
     labels = [e.all_text() for e in root.find("g", "lost-label")]
     assert labels == [f"lost — thread ended within task {i + 1}" for i in range(TASKS)]
 
 
 def test_the_axis_starts_at_the_first_checkout_or_task() -> None:
     """A subject's set-up before its first task is not drawn as blank space."""
-    report = build_check_report()
     late = dataclasses.replace(
         leaky_timeline(),
         spans=tuple(
@@ -781,10 +756,7 @@ def test_the_axis_starts_at_the_first_checkout_or_task() -> None:
         ),
         duration=5.0 + TASKS * (TASK_SECONDS + GAP),
     )
-    leaky = dataclasses.replace(report.results[0], timeline=late)
-    root = section(
-        parse(html_reporter.render(dataclasses.replace(report, results=(leaky,)))), "run_refresh"
-    )
+    root = section(parse(leaky_page(late)), "run_refresh")
     (first,) = [e for e in root.find("rect", "task") if e.attrs["data-task"] == "task 1"]
     assert float(first.attrs["x"]) == pytest.approx(html_reporter.PLOT_X0, abs=0.1)
     ticks = [e.all_text() for e in root.find("g", "axis")[0].find("text")]

@@ -2,29 +2,11 @@
 no table), one on the blog recipe's wrapper (pooldoctor/demo/leaky/mysite/celeryapp.py, which
 loses a connection per task), one on a clean wrapper."""
 
-import functools
-from typing import Any
-
 from mysite.celeryapp import async_task_wrapper as recipe
 
+from inspectproj.catalog import catalog
 from inspectproj.celery import app
 from inspectproj.wrappers import clean_async_task
-
-
-@functools.cache
-def catalog() -> Any:
-    from django.db import models
-
-    class CatalogDatabase(models.Model):
-        oid = models.IntegerField(primary_key=True)
-        datname = models.CharField(max_length=63)
-
-        class Meta:
-            app_label = "inspectproj"
-            db_table = "pg_database"
-            managed = False
-
-    return CatalogDatabase
 
 
 async def read_catalog(n: int) -> int:

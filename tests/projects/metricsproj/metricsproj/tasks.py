@@ -7,34 +7,17 @@ theirs: the pool then has to give the next one to an idle child. The pool decide
 task whose partners do not come within RENDEZVOUS seconds goes on alone (they are queued behind
 it in the same child), and the tests count who ran what from the pids the tasks return."""
 
-import functools
 import os
 import time
 from pathlib import Path
-from typing import Any
 
+from inspectproj.catalog import catalog
 from inspectproj.wrappers import clean_async_task
 from mysite.celeryapp import async_task_wrapper as recipe
 
 from metricsproj.celery import app
 
 RENDEZVOUS = 5.0
-
-
-@functools.cache
-def catalog() -> Any:
-    from django.db import models
-
-    class CatalogDatabase(models.Model):
-        oid = models.IntegerField(primary_key=True)
-        datname = models.CharField(max_length=63)
-
-        class Meta:
-            app_label = "metricsproj"
-            db_table = "pg_database"
-            managed = False
-
-    return CatalogDatabase
 
 
 def meet(directory: str, parties: int) -> None:

@@ -1,0 +1,21 @@
+"""An unmanaged model over pg_database: async ORM reads with no migration and no table (shared by
+inspectproj's and metricsproj's tasks)."""
+
+import functools
+from typing import Any
+
+
+@functools.cache
+def catalog() -> Any:
+    from django.db import models
+
+    class CatalogDatabase(models.Model):
+        oid = models.IntegerField(primary_key=True)
+        datname = models.CharField(max_length=63)
+
+        class Meta:
+            app_label = "inspectproj"
+            db_table = "pg_database"
+            managed = False
+
+    return CatalogDatabase
