@@ -771,18 +771,27 @@ def _write_report(text: str, output: str | None) -> None:
     help="Worker concurrency (-c); with --server, the server's worker processes.",
 )
 @click.option(
+    "--runner",
+    default="celery",
+    show_default=True,
+    metavar="NAME",
+    help="The task runner whose real workers run the tasks: celery, django-tasks, rq, "
+    "dramatiq, huey.",
+)
+@click.option(
     "--pool",
     "worker_pool",
-    type=click.Choice(["prefork", "threads", "solo", "gevent"]),
-    default="prefork",
-    show_default=True,
-    help="Celery's worker pool.",
+    default=None,
+    metavar="KIND",
+    help="The kind of worker: Celery's pool (prefork [default], threads, solo, gevent); "
+    "rq: fork [default], simple; dramatiq: processes [default], threads; huey: process, "
+    "thread [default]; django-tasks: db_worker [default], and its other workers.",
 )
 @click.option(
     "--prefork",
     is_flag=True,
-    help="--pool prefork with the parent opening the pool before the fork (the "
-    "hazardous real-world case).",
+    help="The forking kind of worker (Celery's prefork, RQ's fork...) with the parent opening "
+    "the pool before the fork (the hazardous real-world case).",
 )
 @click.option("--no-warm-parent", is_flag=True, help="With --prefork: do not warm the parent.")
 @click.option(
@@ -869,17 +878,23 @@ def simulate(**kwargs: Any) -> int:
     if kwargs["server"]:
         return _simulate_server(kwargs)
     _refuse_server_options(kwargs)
-    extras.require("celery", "celery", "simulate (real Celery workers)")
+    if kwargs["runner"] == "celery":
+        extras.require("celery", "celery", "simulate (real Celery workers)")
+    else:
+        given = _given(("django_fixup", "app"))
+        if given:
+            raise UsageError(f"{', '.join(given)} apply to Celery workers, not to --runner "
+                             f"{kwargs['runner']}", "leave them out")  # fmt: skip
     from pooldoctor.commands.check import CheckOptions
     from pooldoctor.commands.simulate import SimulateOptions, run_simulate
-    from pooldoctor.hosts.celery.fleet import FleetOptions
+    from pooldoctor.hosts.fleet import FleetOptions
     from pooldoctor.reporters import infer_format
 
     cwd = os.getcwd()
     paths = tuple(dict.fromkeys(kwargs["task_paths"]))
     call_args, call_kwargs = _task_arguments(paths, kwargs["task_args"], kwargs["task_kwargs"])
     _check_broker_url(kwargs["broker"])
-    pool = "prefork" if kwargs["prefork"] else kwargs["worker_pool"]
+    pool = _worker_pool(kwargs["runner"], kwargs["worker_pool"], kwargs["prefork"])
     options = SimulateOptions(
         check=CheckOptions(
             settings=settings, alias=kwargs["alias"],
@@ -896,7 +911,7 @@ def simulate(**kwargs: Any) -> int:
             warm_parent=kwargs["prefork"] and not kwargs["no_warm_parent"],
             django_fixup=kwargs["django_fixup"], broker=kwargs["broker"], app=kwargs["app"],
             task_timeout=kwargs["task_timeout"], kill_child_at=kwargs["kill_child_at"],
-            tracking=not kwargs["no_tracking"],
+            tracking=not kwargs["no_tracking"], runner=kwargs["runner"],
         ),
     )  # fmt: skip
     output = kwargs["output"]
@@ -906,8 +921,37 @@ def simulate(**kwargs: Any) -> int:
     return _emit(report, infer_format(output, kwargs["fmt"]), output, kwargs["fail_on"])
 
 
+CELERY_POOLS = ("prefork", "threads", "solo", "gevent")
+
+
+def _worker_pool(runner: str, pool: str | None, prefork: bool) -> str:
+    """The kind of worker ``--pool`` and ``--prefork`` ask for, for the runner (checked by the
+    runner's host for the other runners, which is where their kinds are known)."""
+    if runner == "celery":
+        if pool is not None and pool not in CELERY_POOLS:
+            raise UsageError(f"--pool {pool!r} is not a Celery pool",
+                             f"choose one of {', '.join(CELERY_POOLS)}")  # fmt: skip
+        return "prefork" if prefork or pool is None else pool
+    from pooldoctor.hosts import runner_host
+
+    try:
+        host = runner_host(runner)
+    except LookupError as exc:
+        raise UsageError(str(exc), "choose one of them with --runner NAME") from exc
+    if prefork:
+        forking = [kind for kind in host.pools if kind in host.forking]
+        if not forking:
+            raise UsageError(f"--prefork: no kind of {host.title} worker forks",
+                             f"leave it out for --runner {runner}")  # fmt: skip
+        if pool is not None and pool not in host.forking:
+            raise UsageError(f"--prefork asks for a forking worker, --pool {pool} does not fork",
+                             f"use --pool {forking[0]}, or leave --prefork out")  # fmt: skip
+        return pool or forking[0]
+    return pool or host.pools[0]
+
+
 # simulate's options that only Celery workers use, and those that only --server uses.
-CELERY_ONLY = ("worker_pool", "prefork", "no_warm_parent", "broker", "django_fixup",
+CELERY_ONLY = ("runner", "worker_pool", "prefork", "no_warm_parent", "broker", "django_fixup",
                "kill_child_at", "wrappers", "modes", "task_paths", "task_args", "task_kwargs",
                "tasks")  # fmt: skip
 SERVER_ONLY = ("preload", "worker_class", "urls", "request_count", "concurrency")
@@ -978,10 +1022,18 @@ def _simulate_server(kwargs: dict[str, Any]) -> int:
 @_verbosity_options
 @click.option(
     "--app",
-    required=True,
     metavar="MODULE:ATTR",
     help="The project's Celery app (its broker is the one asked), imported from the current "
     "directory.",
+)
+@click.option(
+    "--runner",
+    default="celery",
+    show_default=True,
+    metavar="NAME",
+    help="The task runner: celery (asked over its broker), or rq, dramatiq, huey, django-tasks "
+    "(their workers' snapshot files on this machine are read; install with "
+    "pooldoctor.<runner>.install()).",
 )
 @click.option(
     "--settings",
@@ -1039,13 +1091,23 @@ def inspect(**kwargs: Any) -> int:
     slots, pinned connections with their holder threads and age, churn, inherited connections;
     and match them to the server's pg_stat_activity. Read-only: nothing is opened, closed or
     reset in the workers, and the one server session pooldoctor opens is read-only."""
-    extras.require("celery", "celery", "inspect (it asks Celery workers)")
+    runner = kwargs["runner"]
+    if runner == "celery":
+        extras.require("celery", "celery", "inspect (it asks Celery workers)")
+        if not kwargs["app"]:
+            raise UsageError("inspect needs --app MODULE:ATTR, the project's Celery app",
+                             "for example --app mysite.celery:app, or --runner NAME for "
+                             "another task runner")  # fmt: skip
+    elif kwargs["app"]:
+        raise UsageError(f"--app is for Celery, not --runner {runner}",
+                         "leave it out: the runner's workers on this machine are read")  # fmt: skip
     from pooldoctor.commands.inspect import InspectOptions, inspect_once, load
     from pooldoctor.hosts.celery.control import parse_destination
     from pooldoctor.reporters import infer_format
 
     options = InspectOptions(
-        app=kwargs["app"],
+        app=kwargs["app"] or "",
+        runner=runner,
         settings=kwargs["settings"],
         pythonpath=tuple(os.path.abspath(p) for p in kwargs["pythonpath"]),
         alias=kwargs["alias"],

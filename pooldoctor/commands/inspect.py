@@ -15,23 +15,36 @@ from pooldoctor.commands import check
 from pooldoctor.core import project, server
 from pooldoctor.core.model import InspectReport
 from pooldoctor.core.verdict.live import judge
-from pooldoctor.errors import ProjectError
-from pooldoctor.hosts import worker_host
+from pooldoctor.errors import ProjectError, UsageError
+from pooldoctor.hosts import runner_host, worker_host
+from pooldoctor.hosts.base import WorkerHost
 
 
 @dataclasses.dataclass(frozen=True)
 class InspectOptions:
     app: str
+    """The Celery app (``MODULE:ATTR``); empty for the other runners."""
     settings: str | None
     pythonpath: tuple[str, ...]
     alias: str
     timeout: float
     destination: tuple[str, ...]
     cwd: str
+    runner: str = "celery"
 
 
-# The host whose running workers inspect asks (its app is --app).
+# The host whose running workers inspect asks by default (its app is --app).
 HOST = "celery"
+
+
+def fleet_host(options: InspectOptions) -> WorkerHost:
+    """Celery, or the ``--runner`` named (an unknown name is one line)."""
+    if options.runner == HOST:
+        return worker_host(HOST)
+    try:
+        return runner_host(options.runner)
+    except LookupError as exc:
+        raise UsageError(str(exc), "choose one of them with --runner NAME") from exc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,7 +66,8 @@ def load(options: InspectOptions) -> Target:
     if options.settings:
         os.environ["DJANGO_SETTINGS_MODULE"] = options.settings
         project.import_settings(options.settings)
-    app = worker_host(HOST).load_app(options.app)
+    host = fleet_host(options)
+    app = host.load_app(options.app) if options.runner == HOST else None
     settings = os.environ.get("DJANGO_SETTINGS_MODULE")
     if not settings:
         return Target(app, None, "no Django settings: pass --settings or set "
@@ -78,7 +92,7 @@ def load(options: InspectOptions) -> Target:
 
 def inspect_once(target: Target, options: InspectOptions) -> InspectReport:
     started = time.monotonic()
-    answers = worker_host(HOST).ask(target.app, options.timeout, options.destination)
+    answers = fleet_host(options).ask(target.app, options.timeout, options.destination)
     if target.alias is None:
         rows = server.unavailable("-", target.why_no_server or "no database")
     else:

@@ -693,6 +693,10 @@ class SimulateReport(Outcome):
     server: Mapping[str, Any] | None = None
     """``simulate --server``: the web server as it ran (name, version, command line, interface,
     worker processes, requests); ``celery`` is then empty."""
+    runner: Mapping[str, Any] | None = None
+    """``simulate --runner NAME`` (not Celery): the task runner as it ran (name, version, kind
+    of worker, concurrency, broker, what its Django integration does); ``celery`` is then
+    empty."""
 
     @property
     def workers(self) -> list[dict[str, Any]]:

@@ -7,11 +7,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from pooldoctor.hosts.base import Host, WorkerHost
+from pooldoctor.hosts.base import Host, RunnerHost, WorkerHost
 from pooldoctor.hosts.celery import CeleryHost
+from pooldoctor.hosts.dramatiq import DramatiqHost
+from pooldoctor.hosts.huey import HueyHost
 from pooldoctor.hosts.inprocess import InProcessHost
+from pooldoctor.hosts.rq import RQHost
+from pooldoctor.hosts.tasks import TasksHost
 
-HOSTS: tuple[Host, ...] = (CeleryHost(), InProcessHost())
+HOSTS: tuple[Host, ...] = (
+    CeleryHost(),
+    TasksHost(),
+    DramatiqHost(),
+    HueyHost(),
+    RQHost(),
+    InProcessHost(),
+)
 
 
 def all_hosts() -> tuple[Host, ...]:
@@ -41,3 +52,17 @@ def host_for(obj: Any) -> Host:
         if host.owns(obj):
             return host
     raise LookupError(f"no host runs a {type(obj).__name__}")
+
+
+def runner_hosts() -> tuple[RunnerHost, ...]:
+    """The task runners ``simulate --runner`` starts besides Celery."""
+    return tuple(h for h in HOSTS if isinstance(h, RunnerHost))
+
+
+def runner_host(name: str) -> RunnerHost:
+    """The runner called ``name`` on the command line (``rq``, ``django-tasks``...)."""
+    for host in runner_hosts():
+        if name in (host.runner_name, host.name):
+            return host
+    known = ", ".join(["celery", *(h.runner_name for h in runner_hosts())])
+    raise LookupError(f"unknown runner {name!r} (known: {known})")

@@ -140,6 +140,81 @@ class WorkerHost(Host):
         return None
 
 
+class RunnerHost(WorkerHost):
+    """A task runner besides Celery (``simulate --runner NAME``): the fleet around its real workers
+    is :func:`pooldoctor.hosts.fleet.run_runner_fleet`; the runner says how to start them, how to
+    send them tasks and what to delete from its broker afterwards. Its worker side is a module of
+    its own that loads the project as the runner's worker does and calls a
+    :class:`pooldoctor.hosts.probe_worker.ProbeWorker` from the runner's hooks."""
+
+    runner_name: ClassVar[str]
+    """Its name on the command line (``--runner django-tasks``)."""
+    title: ClassVar[str]
+    """Its name in sentences: ``RQ``, ``Dramatiq``, ``Django's Tasks (db_worker)``."""
+    pools: ClassVar[tuple[str, ...]]
+    """Its kinds of worker (``--pool``), the default first: ``fork``, ``simple``..."""
+    forking: ClassVar[frozenset[str]] = frozenset()
+    """The kinds of worker that fork the process which loaded the project."""
+    fix: ClassVar[tuple[str, str] | None] = None
+    """The fix for an inherited pool in this runner's own hook: (name, what to change)."""
+    uses_broker: ClassVar[bool] = True
+    """Whether its queue is on a broker (``--broker``); else it is in the project's database."""
+
+    def load_app(self, spec: str) -> Any:
+        raise UsageError(f"--app is not used by --runner {self.runner_name}",
+                         "leave it out: the project's settings configure the runner")  # fmt: skip
+
+    def prepare(self, spec: Mapping[str, Any]) -> dict[str, Any]:
+        """Entries to add to the run's spec before the worker starts (its broker's settings,
+        files it needs in the run's directory)."""
+        return {}
+
+    @abc.abstractmethod
+    def worker_command(self, spec: Mapping[str, Any]) -> list[str]:
+        """The real worker's command line, for the run's spec (``--pool`` is ``spec["pool"]``,
+        its concurrency ``spec["workers"]``); it must load the runner's worker module first."""
+
+    def env(self, spec: Mapping[str, Any]) -> dict[str, str]:
+        """Environment variables the worker needs besides pooldoctor's own."""
+        return {}
+
+    @abc.abstractmethod
+    def enqueue(self, spec: Mapping[str, Any], sent: Sequence[Mapping[str, Any]],
+                subject: Any) -> None:  # fmt: skip
+        """Send one task per entry of ``sent`` (its ``task_id`` as the runner's job id where the
+        runner takes one, else passed to the probe), the way the project would."""
+
+    def purges(self, spec: Mapping[str, Any]) -> bool:
+        """Whether the run leaves anything on a broker of the user's (then :meth:`purge` runs at
+        the end, and from the janitor if pooldoctor is killed)."""
+        return False
+
+    def purge(self, spec: Mapping[str, Any]) -> None:
+        """Delete what the run created on the user's broker; never raises, bounded in time."""
+
+    def children_died(self, output: str) -> list[dict[str, str]]:
+        """Worker processes that died mid-task, read off the worker's output (name, pid, how)."""
+        return []
+
+    def ask(self, app: Any, timeout: float, destination: Sequence[str] = ()) -> LiveAnswers:
+        """The census of this runner's live nodes on this machine, from the snapshot files its
+        processes write (``pooldoctor.<runner>.install()``): there is no remote control to ask."""
+        import time
+
+        from pooldoctor.hosts import live
+
+        started = time.monotonic()
+        replies = live.read_nodes(self.runner_name, tuple(destination))
+        return LiveAnswers(
+            broker=f"{self.title} workers' snapshot files in {live.snapshot_root()}",
+            replies=replies,
+            pinged=tuple(replies),
+            destination=tuple(destination),
+            received_at=time.time(),
+            seconds=round(time.monotonic() - started, 3),
+        )
+
+
 def read_per_process(directory: Path, part: str) -> dict[int, Any]:
     """What each worker process wrote to ``directory/part/<pid>.json`` (its leak sites, its
     timeline), by pid."""

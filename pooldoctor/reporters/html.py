@@ -236,6 +236,8 @@ def _simulate_body(report: SimulateReport) -> tuple[str, str]:
     db = report.database
     if report.server is not None:
         ran = simulate_text.server_line(report.server)
+    elif report.runner is not None:
+        ran = simulate_text.runner_line(report.runner)
     elif report.celery:
         c = report.celery
         ran = (

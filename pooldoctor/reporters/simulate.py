@@ -43,6 +43,15 @@ def server_line(server: Mapping[str, Any]) -> str:
     )
 
 
+def runner_line(runner: Mapping[str, Any]) -> str:
+    """How a task runner's workers ran: ``RQ 2.1.0, --pool fork -c 2, broker redis://...``."""
+    warmed = ", parent warmed before fork" if runner.get("warm_parent") else ""
+    return (
+        f"{runner['title']} {runner['version']}, --runner {runner['name']} --pool "
+        f"{runner['pool']} -c {runner['concurrency']}{warmed}, queue {runner['broker']}"
+    )
+
+
 def as_text(report: SimulateReport, *, width: int | None = 100, color: bool = False) -> str:
     """On a terminal (``width`` None) the subject column folds when it must; in a file the page
     is as wide as the table, so no subject is ever cut or broken across lines."""
@@ -56,6 +65,10 @@ def as_text(report: SimulateReport, *, width: int | None = 100, color: bool = Fa
                       f"{report.database.alias})", style="bold"))  # fmt: skip
     if report.server is not None:
         screen.print(Text(server_line(report.server)))
+    elif report.runner is not None:
+        screen.print(Text(runner_line(report.runner)))
+        if report.runner.get("django_integration"):
+            screen.print(Text(f"its Django integration: {report.runner['django_integration']}"))
     else:
         screen.print(Text(
             f"Celery {c['version']}, --pool {c['pool']} -c {c['concurrency']}, Django fix-up "

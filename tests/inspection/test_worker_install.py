@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from pooldoctor.core.census import Ledger
-from pooldoctor.hosts.celery import install as pooldoctor_celery
+from pooldoctor.hosts import live
 
 
 def test_an_unwritable_census_directory_is_said_once_and_answered_as_an_error(
@@ -19,8 +19,8 @@ def test_an_unwritable_census_directory_is_said_once_and_answered_as_an_error(
     # GIVEN a temporary directory that is a file, so nothing can be written under it
     blocked = tmp_path / "not-a-directory"
     blocked.write_text("")
-    monkeypatch.setattr(pooldoctor_celery.tempfile, "gettempdir", lambda: str(blocked))
-    installation = pooldoctor_celery.Installation("default", tracking=True)
+    monkeypatch.setattr(live.tempfile, "gettempdir", lambda: str(blocked))
+    installation = live.Installation("default", tracking=True)
     installation.hostname = "w@host"
     # WHEN a process tries to write its snapshot after several tasks
     for _ in range(3):
@@ -29,7 +29,7 @@ def test_an_unwritable_census_directory_is_said_once_and_answered_as_an_error(
     warnings = [r for r in caplog.records if "cannot write its census" in r.getMessage()]
     assert len(warnings) == 1
     assert installation.reply() == {
-        "error": f"cannot write its census to {blocked / pooldoctor_celery.ROOT_NAME / 'w@host'}: "
+        "error": f"cannot write its census to {blocked / live.ROOT_NAME / 'w@host'}: "
         "Not a directory"
     }
 

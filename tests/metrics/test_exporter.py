@@ -18,6 +18,7 @@ import pytest
 from inspection.replies import SITE, process
 from prometheus_client.parser import text_string_to_metric_families
 
+from pooldoctor.hosts import live as pooldoctor_live
 from pooldoctor.hosts.celery import install as pooldoctor_celery
 from pooldoctor.hosts.celery.metrics import Exporter
 
@@ -26,7 +27,7 @@ from pooldoctor.hosts.celery.metrics import Exporter
 def node(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> pooldoctor_celery.Installation:
     """A prefork node's main process whose children (this test's process, and a dead one) wrote
     their snapshots."""
-    monkeypatch.setattr(pooldoctor_celery.tempfile, "gettempdir", lambda: str(tmp_path))
+    monkeypatch.setattr(pooldoctor_live.tempfile, "gettempdir", lambda: str(tmp_path))
     found = pooldoctor_celery.Installation("default", tracking=True)
     found.hostname, found.pool_kind, found.main_pid = "w@h", "prefork", -1
     directory = pooldoctor_celery.node_directory("w@h")

@@ -60,3 +60,41 @@ def test_unreachable_broker_fails_fast(sim_database_url: str) -> None:
     # THEN one line within seconds, not a worker waiting out its start-up timeout
     _fails(sim, 3, "--broker redis://127.0.0.1:1/0: cannot connect")
     assert sim.seconds < 15
+
+
+def test_unknown_runner(sim_database_url: str) -> None:
+    _fails(_simulate(sim_database_url, "--runner", "nope"), 2,
+           "unknown runner 'nope'", "celery, django-tasks")  # fmt: skip
+
+
+def test_a_pool_the_runner_does_not_have(sim_database_url: str) -> None:
+    _fails(_simulate(sim_database_url, "--runner", "rq", "--pool", "prefork"), 2,
+           "--pool prefork is not a kind of RQ worker", "fork, simple")  # fmt: skip
+
+
+def test_a_celery_pool_name_that_does_not_exist(sim_database_url: str) -> None:
+    _fails(_simulate(sim_database_url, "--pool", "fork"), 2,
+           "--pool 'fork' is not a Celery pool")  # fmt: skip
+
+
+def test_prefork_where_the_runner_does_not_fork(sim_database_url: str) -> None:
+    _fails(_simulate(sim_database_url, "--runner", "django-tasks", "--prefork"), 2,
+           "--prefork: no kind of Django's Tasks worker forks")  # fmt: skip
+
+
+def test_prefork_with_a_pool_that_does_not_fork(sim_database_url: str) -> None:
+    _fails(_simulate(sim_database_url, "--runner", "rq", "--prefork", "--pool", "simple"), 2,
+           "--pool simple does not fork")  # fmt: skip
+
+
+def test_celery_options_with_another_runner(sim_database_url: str) -> None:
+    _fails(_simulate(sim_database_url, "--runner", "rq", "--django-fixup", "on"), 2,
+           "--django-fixup apply to Celery workers, not to --runner rq")  # fmt: skip
+
+
+def test_a_queue_in_the_database_is_not_written_without_permission(sim_database_url: str) -> None:
+    # GIVEN Django's Tasks with db_worker, whose queue rows live in the project's own database
+    line = _fails(_simulate(sim_database_url, "--runner", "django-tasks"), 2,
+                  "--runner django-tasks keeps its queue in the project's database")  # fmt: skip
+    # THEN the way out is named: a throwaway server, or an explicit permission
+    assert "--database embedded" in line and "--allow-writes" in line

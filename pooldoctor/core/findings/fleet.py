@@ -39,8 +39,10 @@ def fleet_findings(
     *,
     celery_version: str = "",
     discard: str = "discard the inherited pool in worker_process_init",
+    runner: str | None = None,
 ) -> list[Finding]:
-    """``discard``: the fix for sockets shared across the fork, in the host's words."""
+    """``discard``: the fix for sockets shared across the fork, in the host's words; ``runner``:
+    the task runner's name when it is not Celery."""
     proven = f" (measured here: {proof})" if proof else ""
     findings: list[Finding] = []
     for r in results:
@@ -81,8 +83,8 @@ def fleet_findings(
                 f"{r.subject}: {churned.per_task:g} new server connections per task past the "
                 f"pool's warm-up ({churned.opened} over {churned.tasks} tasks in "
                 f"{churned.processes} worker process(es)), each task paying a connect: "
-                f"{churn_cause(celery_version, churned)}",
-                churn_fix(celery_version, churned),
+                f"{churn_cause(celery_version, churned, runner)}",
+                churn_fix(celery_version, churned, runner),
                 r.subject,
             ))  # fmt: skip
         for child in r.children_died:
@@ -107,8 +109,15 @@ def fleet_findings(
     return findings
 
 
-def churn_cause(celery_version: str, churned: Churn) -> str:
+def churn_cause(celery_version: str, churned: Churn, runner: str | None = None) -> str:
     """Why the connections were opened, true for the installed Celery and for what was measured."""
+    if runner is not None:
+        what = ("the pool itself was replaced between tasks: look for code of the project's or "
+                f"a {runner} hook that calls close_pool() around tasks") if churned.rebuilt else (
+                "the same pool kept opening connections: it replaced connections it lost (see "
+                "the leak verdict), that the server closed, or that max_lifetime or max_idle "
+                "retired")  # fmt: skip
+        return what
     version = _release(celery_version)
     if version is not None and version >= FIXUP_CLOSES_POOL:
         return (
@@ -134,15 +143,16 @@ def churn_cause(celery_version: str, churned: Churn) -> str:
     )
 
 
-def churn_fix(celery_version: str, churned: Churn) -> str:
-    version = _release(celery_version)
+def churn_fix(celery_version: str, churned: Churn, runner: str | None = None) -> str:
+    version = _release(celery_version) if runner is None else None
     if version is not None and version >= FIXUP_CLOSES_POOL:
         return (
             "accept it (it is what keeps prefork children from sharing a pool), or run without "
             "Django's pool in workers and use PgBouncer"
         )
     if churned.rebuilt:
-        return "close the pool only in worker_process_init, not around tasks"
+        where = "worker_process_init" if runner is None else "the worker process's start-up hook"
+        return f"close the pool only in {where}, not around tasks"
     return "return every connection (a leak verdict says where one is lost), or raise max_lifetime"
 
 

@@ -16,79 +16,35 @@ killed.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import json
-import os
 import re
-import signal
-import subprocess
 import sys
-import threading
 import time
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from pooldoctor.core import lifeline
-from pooldoctor.core.probes.task import TASK, schedule
 from pooldoctor.core.project import ProjectSpec
 from pooldoctor.core.subjects import Subject
-from pooldoctor.hosts.base import read_per_process
+from pooldoctor.hosts.fleet import (
+    POLL,
+    SILENCE_MARGIN,
+    FleetError,
+    FleetOptions,
+    FleetRecords,
+    Progress,
+    base_spec,
+    collect,
+    finish_worker,
+    gather,
+    make_run_directory,
+    start_worker,
+    tasks_to_send,
+    wait_ready,
+)
 
 # Celery's own words when a prefork child dies (celery/concurrency/asynpool.py).
 CHILD_DIED = re.compile(r"Process '(?P<name>[^']+)' pid:(?P<pid>\d+) exited with '(?P<how>[^']+)'")
-READY_TIMEOUT = 60.0
-SILENCE_MARGIN = 5.0
-_LIVE: set[subprocess.Popen[bytes]] = set()
-_LIVE_LOCK = threading.Lock()
-
-
-def kill_all() -> None:
-    """End every worker this process started (Ctrl-C, SIGTERM): their groups, children included."""
-    with _LIVE_LOCK:
-        procs = list(_LIVE)
-    for proc in procs:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
-POLL = 0.05
-
-
-@dataclasses.dataclass(frozen=True)
-class FleetOptions:
-    pool: str
-    workers: int
-    tasks: int
-    warm_parent: bool
-    django_fixup: str
-    broker: str
-    app: str | None
-    task_timeout: float
-    kill_child_at: int | None = None
-    tracking: bool = True
-    """Capture each checkout's call stack, so leak sites can be named."""
-
-
-@dataclasses.dataclass(frozen=True)
-class FleetRecords:
-    """What came back from one worker: the raw material the judge works on."""
-
-    subject: Subject
-    sent: list[dict[str, Any]]
-    """Per task sent: task_id, index, kind, token."""
-    records: list[dict[str, Any]]
-    ready: dict[str, Any]
-    children_died: list[dict[str, str]]
-    stop_detail: str | None
-    seconds: float
-    log: str = ""
-    """The worker's own output (shown with --debug)."""
-    leak_sites: dict[int, list[dict[str, Any]]] = dataclasses.field(default_factory=dict)
-    """Per worker process (pid): its leak sites as of its last census."""
-    timelines: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
-    """Per worker process (pid): its connections in time, as of its last census."""
 
 
 def broker_conf(broker: str, directory: Path) -> dict[str, Any]:
@@ -109,10 +65,6 @@ def broker_conf(broker: str, directory: Path) -> dict[str, Any]:
     }
 
 
-Progress = Callable[[int, int], None]
-"""Told (tasks done, tasks sent) as each task's record comes back."""
-
-
 def import_celery() -> None:
     """Import Celery on the calling thread before fleet threads start. Its package resolves
     ``Celery`` lazily on first access, and two threads getting there at once can see a half-made
@@ -125,7 +77,7 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
               index: int, *, apply_fix: bool = False,
               progress: Progress | None = None) -> FleetRecords:  # fmt: skip
     started = time.monotonic()
-    directory = lifeline.temporary_directory("pooldoctor-sim-")
+    directory = make_run_directory()
     try:
         return _run_fleet(project, subject, options, run_id, index, apply_fix, directory, started,
                           progress)  # fmt: skip
@@ -136,34 +88,16 @@ def run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run
 def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, run_id: str,
                index: int, apply_fix: bool, directory: Path, started: float,
                progress: Progress | None) -> FleetRecords:  # fmt: skip
-    for part in ("records", "sites", "timelines", "tmp"):
-        (directory / part).mkdir()
-    queue_name = f"pooldoctor-{run_id}-{index}"
+    sent = tasks_to_send(subject, options)
+    spec = base_spec(directory, project, subject, options, run_id, index, sent, apply_fix)
+    queue_name = spec["queue"]
     # No remote control: its pidbox queue and bindings would be more to leave in the broker.
     conf = {**broker_conf(options.broker, directory), "task_default_queue": queue_name,
             "worker_hijack_root_logger": False,
             "worker_enable_remote_control": False}  # fmt: skip
-    kinds = [TASK] * options.tasks if subject.kind == "task" else schedule(options.tasks)
-    sent = [{"task_id": uuid.uuid4().hex, "index": i, "kind": k} for i, k in enumerate(kinds)]
     if progress is not None:
         progress(0, len(sent))  # shown while the worker starts
-    spec = {
-        "dir": str(directory),
-        "project": project.to_dict(),
-        "subject": subject.wire(),
-        "app": options.app,
-        "django_fixup": options.django_fixup,
-        "warm_parent": options.warm_parent,
-        "pool": options.pool,
-        "task_timeout": options.task_timeout,
-        "apply_fix": apply_fix,
-        "tracking": options.tracking,
-        "celery_conf": conf,
-        "application_name": f"pooldoctor:{run_id}:{index}",
-        "kill_task_id": sent[options.kill_child_at]["task_id"]
-        if options.kill_child_at is not None and options.kill_child_at < len(sent)
-        else None,
-    }
+    spec["celery_conf"] = conf
     (directory / "spec.json").write_text(json.dumps(spec))
     if options.broker != "embedded":
         # Should pooldoctor die, the janitor deletes the queue once the worker is gone: the worker's
@@ -171,66 +105,29 @@ def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, ru
         # could declare it again after its deletion.
         lifeline.on_removal(directory, [sys.executable, "-m", "pooldoctor.hosts.celery.fleet",
                                         "purge", str(directory / "spec.json")])  # fmt: skip
-    log = (directory / "worker.log").open("w")
-    proc = subprocess.Popen(
+    proc, log = start_worker(
         [sys.executable, "-m", "celery", "-A", "pooldoctor.hosts.celery.worker", "worker",
          "--pool", options.pool, "--concurrency", str(options.workers), "--loglevel", "WARNING",
          "--without-gossip", "--without-mingle", "--without-heartbeat",
          "--hostname", f"{queue_name}@%h", "--queues", queue_name],
-        cwd=project.cwd,
-        stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-        start_new_session=True,
-        # TMPDIR: billiard's pymp-* directories go in the run's directory, removed with it.
-        **lifeline.popen_options({**os.environ, "POOLDOCTOR_SIMULATE": str(directory / "spec.json"),
-                                  "TMPDIR": str(directory / "tmp")}),
+        project, directory,
     )  # fmt: skip
-    with _LIVE_LOCK:
-        _LIVE.add(proc)
     detail = None
     try:
-        ready = _wait_ready(proc, directory)
+        ready = wait_ready(proc, directory)
         _send(conf, ready["task"], sent, queue_name, subject)
         # A hung task is reported by the worker's own watchdog after task_timeout; silence well
         # beyond that means the worker itself is stuck.
-        detail = _collect(proc, directory, len(sent), options.task_timeout * len(sent),
-                          options.task_timeout + SILENCE_MARGIN, progress)  # fmt: skip
-    except _FleetError as exc:
+        detail = collect(proc, directory, len(sent), options.task_timeout * len(sent),
+                         options.task_timeout + SILENCE_MARGIN, progress)  # fmt: skip
+    except FleetError as exc:
         ready, detail = {}, str(exc)
     finally:
-        # Read the log before stopping: the children's deaths that count are the ones before.
-        log.flush()
-        output = (directory / "worker.log").read_text(errors="replace")
-        _stop(proc)
-        with _LIVE_LOCK:
-            _LIVE.discard(proc)
-        log.close()
+        output = finish_worker(proc, log, directory)
         purge_queue(conf)
         lifeline.on_removal(directory, None)
-    records = [json.loads(p.read_text()) for p in sorted((directory / "records").glob("*.json"))]
-    sites = read_per_process(directory, "sites")
-    timelines = read_per_process(directory, "timelines")
     died = [m.groupdict() for m in CHILD_DIED.finditer(output)]
-    if detail and not ready:
-        detail = f"{detail}: {_last_line(output)}"
-    return FleetRecords(subject, sent, records, ready, died, detail,
-                        round(time.monotonic() - started, 3), output, sites,
-                        timelines)  # fmt: skip
-
-
-class _FleetError(Exception):
-    pass
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], directory: Path) -> dict[str, Any]:
-    deadline = time.monotonic() + READY_TIMEOUT
-    ready = directory / "ready.json"
-    while time.monotonic() < deadline:
-        if ready.exists():
-            return dict(json.loads(ready.read_text()))
-        if proc.poll() is not None:
-            raise _FleetError(f"the worker exited with code {proc.returncode} before it was ready")
-        time.sleep(POLL)
-    raise _FleetError(f"the worker was not ready within {READY_TIMEOUT:g} s")
+    return gather(subject, sent, directory, ready, died, detail, started, output)
 
 
 def _send(conf: dict[str, Any], task: str, sent: list[dict[str, Any]], queue: str,
@@ -258,53 +155,6 @@ def _send(conf: dict[str, Any], task: str, sent: list[dict[str, Any]], queue: st
     if inbox is not None:
         for message in sorted(outbox.iterdir()):
             message.replace(inbox / message.name)
-
-
-def _collect(proc: subprocess.Popen[bytes], directory: Path, expected: int, limit: float,
-             silence: float, progress: Progress | None = None) -> str | None:  # fmt: skip
-    """Wait for one record per task; stop early on exhaustion (every further task would only time
-    out) or when the worker is gone."""
-    records = directory / "records"
-    deadline = time.monotonic() + limit
-    moved, last = time.monotonic(), 0
-    read: set[str] = set()
-    while time.monotonic() < deadline:
-        found = list(records.glob("*.json"))
-        if len(found) != last and progress is not None:
-            progress(min(len(found), expected), expected)
-        if len(found) >= expected:
-            return None
-        if len(found) != last:
-            moved, last = time.monotonic(), len(found)
-        elif time.monotonic() - moved > silence:
-            return (f"no task finished for {silence:g} s: {expected - last} tasks hung or never "
-                    "came back")  # fmt: skip
-        # A record is written once, whole (renamed into place): read each one once, or a long
-        # run reads every earlier record again at every poll.
-        new = [p for p in found if p.name not in read]
-        read.update(p.name for p in new)
-        if any('"exhausted"' in p.read_text() for p in new):
-            return "stopped at pool exhaustion: further tasks could only wait for the pool timeout"
-        if proc.poll() is not None:
-            return f"the worker exited with code {proc.returncode}"
-        time.sleep(POLL)
-    return (
-        f"{expected - len(list(records.glob('*.json')))} tasks never came back within {limit:g} s"
-    )
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=3)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)  # children of a warm shutdown that still hang
-    proc.wait()
-
-
-def _last_line(output: str) -> str:
-    return next((line.strip() for line in reversed(output.splitlines()) if line.strip()), "")
 
 
 PURGE_TIMEOUT = 2.0

@@ -1,0 +1,35 @@
+"""Django's Tasks: a host being written (issue 14); its worker, tasks and census come next."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from pooldoctor.hosts.base import RunnerHost
+
+
+class TasksHost(RunnerHost):
+    name = "tasks"
+    runner_name = "django-tasks"
+    title = "Django's Tasks"
+    distribution = "django"
+    pools = ('db_worker',)
+    forking = frozenset(())
+    uses_broker = False
+
+    def owns(self, obj: Any) -> bool:
+        return False
+
+    def runner(self, task: Any) -> Callable[..., Any]:
+        raise NotImplementedError
+
+    def check_broker(self, url: str) -> None:
+        pass
+
+    def worker_command(self, spec: Mapping[str, Any]) -> list[str]:
+        raise NotImplementedError
+
+    def enqueue(
+        self, spec: Mapping[str, Any], sent: Sequence[Mapping[str, Any]], subject: Any
+    ) -> None:
+        raise NotImplementedError
