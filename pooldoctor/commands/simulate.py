@@ -123,11 +123,12 @@ def run_simulate(options: SimulateOptions,
     fix = _proof_fix(proofs, proof_name, fix_text) if proofs else _pattern_fix(results)
     proof = fix.detail if proofs and fix is not None else None
     who = "Celery app" if runner is None else f"{runner.title} workers"
+    forks = runner is None or fleet.pool in runner.forking
     discard = ("discard the inherited pool in worker_process_init" if runner is None
                else f"{fix_text.splitlines()[0]}")  # fmt: skip
     return SimulateReport(
         verdict=verdict.project_verdict([r.verdict for r in own], [hazard] if hazard else []),
-        headline=_headline(own, results, hazard, fix, who),
+        headline=_headline(own, results, hazard, fix, who, forks),
         environment=check.environment(),
         database=database,
         celery={} if runner is not None else _celery_facts(fleet, ready),
@@ -197,7 +198,7 @@ def _runner_facts(runner: RunnerHost, fleet: FleetOptions, ready: dict[str, Any]
         "version": ready.get("version", runner.version()),
         "pool": fleet.pool,
         "forks": fleet.pool in runner.forking,
-        "concurrency": fleet.workers,
+        "concurrency": ready.get("concurrency", fleet.workers),
         "warm_parent": fleet.warm_parent,
         "broker": broker,
         "command": ready.get("command", ""),
@@ -284,7 +285,7 @@ def _started(raw: list[FleetRecords], runner: RunnerHost | None = None) -> None:
 
 
 def _headline(own: list[FleetResult], results: list[FleetResult], hazard: Verdict | None,
-              fix: Fix | None, who: str = "Celery app") -> str:  # fmt: skip
+              fix: Fix | None, who: str = "Celery app", forks: bool = True) -> str:  # fmt: skip
     """One sentence for the project: its app's fork behaviour first (it is the worst there is),
     then its own wrappers and tasks."""
     if hazard is Verdict.UNSAFE:
@@ -308,8 +309,9 @@ def _headline(own: list[FleetResult], results: list[FleetResult], hazard: Verdic
         return f"{top.verdict.upper()}: {top.subject}: {top.summary}."
     if hazard is Verdict.CLEAN:
         echoed = sum(r.echoes for r in results if r.kind != "fix")
+        across = "across the fork" if forks else "(its workers do not fork)"
         return (
-            f"Clean across the fork: the project's {who} kept each worker process's "
+            f"Clean {across}: the project's {who} kept each worker process's "
             f"connections to itself ({echoed} tasks echoed their own reply). Name a wrapper "
             "(--wrapper) or a task (--task) for a verdict on the project's task code too."
         )
