@@ -20,7 +20,7 @@ from asgiref.sync import async_to_sync
 from django.db import close_old_connections
 
 def run_async_task(func):
-    """Run an async task body (Celery, RQ, Dramatiq, Huey...); its ORM calls come back to the task's thread."""
+    """Run an async task body (any task runner); its ORM calls come back to the task's thread."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         try:

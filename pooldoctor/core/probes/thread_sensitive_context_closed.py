@@ -22,7 +22,7 @@ from asgiref.sync import ThreadSensitiveContext, sync_to_async
 from django.db import close_old_connections
 
 def run_async_task(func):
-    """Run an async task body (Celery, RQ, Dramatiq, Huey...) with its own ORM thread, cleaned up on that thread."""
+    """Run an async task body with its own ORM thread, cleaned up on that thread."""
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
         async def main():
