@@ -14,6 +14,7 @@ from collections.abc import Iterable, Sequence
 
 from pooldoctor.scan import calls as call_graph
 from pooldoctor.scan import deployment, queries
+from pooldoctor.scan import runners as task_runners
 from pooldoctor.scan import settings as live
 from pooldoctor.scan.deployment import Served
 from pooldoctor.scan.source import SourceFile
@@ -95,6 +96,8 @@ class Facts:
     """``workers``/``threads`` in gunicorn config files."""
     calls: call_graph.CallGraph = dataclasses.field(default_factory=call_graph.CallGraph)
     """The project's functions, what they do to the database and whom they call."""
+    runners: tuple[task_runners.Runner, ...] = ()
+    """Commands and settings that start or configure RQ, django-q or Huey workers."""
 
     def is_view_module(self, source: SourceFile) -> bool:
         """``views.py``, a module under ``views/``, or one a URLconf imports."""
@@ -189,6 +192,7 @@ class FileFacts:
     discards_pool_in_child: bool = False
     gunicorn_fork_hook: bool = False
     functions: tuple[call_graph.FunctionSummary, ...] = ()
+    runners: tuple[task_runners.Runner, ...] = ()
 
 
 def gather(files: Sequence[SourceFile]) -> Facts:
@@ -220,6 +224,9 @@ def _text_facts(source: SourceFile) -> FileFacts:
         workers=tuple(deployment.workers_in_text(source.path.name, source.relative, lines)),
         budgets=tuple(budgets),
         preloads=tuple(preloads),
+        runners=tuple(task_runners.in_text(source.path.name, source.relative, lines))
+        if any(word in text for word in task_runners.WORDS)
+        else (),
     )
 
 
@@ -271,6 +278,9 @@ def _python_facts(source: SourceFile) -> FileFacts:
         discards_pool_in_child=discards,
         gunicorn_fork_hook=fork_hook,
         functions=tuple(functions),
+        runners=tuple(task_runners.in_python(relative, source.tree))
+        if any(word in text for word in task_runners.WORDS) and source.tree
+        else (),
     )
 
 
@@ -292,8 +302,10 @@ def combine(shares: Iterable[FileFacts], modules: live.ProjectModules) -> Facts:
     version: tuple[int, int] | None = None
     version_at: Location | None = None
     functions: list[tuple[call_graph.FunctionSummary, ...]] = []
+    found_runners: list[task_runners.Runner] = []
     for share in shares:
         functions.append(share.functions)
+        found_runners += share.runners
         if share.celery_version is not None and version is None:
             version, line = share.celery_version
             version_at = Location(share.file, line)
@@ -335,6 +347,7 @@ def combine(shares: Iterable[FileFacts], modules: live.ProjectModules) -> Facts:
         budgets=tuple(budgets),
         gunicorn_configs=tuple(gunicorn_configs),
         calls=call_graph.combine(functions),
+        runners=tuple(found_runners),
     )
 
 

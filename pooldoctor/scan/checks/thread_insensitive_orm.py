@@ -13,7 +13,10 @@ The function run is followed (through the project's calls, imported ones include
 it is flagged when it reaches the ORM, and not when it, or a function on the way to the ORM,
 closes its connections in a ``finally`` (``connections.close_all()``, ``close_old_connections()``,
 ``connection.close()``): they are then closed on the executor thread before the call returns.
-The message mentions ``asyncio.run`` only when the module runs one.
+The message mentions ``asyncio.run`` only when the module runs one, or defines an async task of
+the Tasks framework (``django.tasks``/``django_tasks`` ``@task`` on an ``async def``), which runs
+it through ``async_to_sync``: a fresh ``asyncio.run`` per run (django_tasks/base.py, ``Task.call``;
+asgiref ``AsyncToSync.__call__``).
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ FIX = (
     "ORM on one thread that a ThreadSensitiveContext or async_to_sync can clean up)"
 )
 HINT = "; confirm with: pooldoctor check --modes thread-insensitive"
+TASKS_MODULES = ("django.tasks.", "django_tasks.")
 
 
 NEEDS = (("thread_sensitive", "sync_to_async", "False"),)
@@ -59,6 +63,9 @@ def check(source: SourceFile, facts: Facts) -> Iterator[Hit]:
     fate = (
         "and asyncio.run shuts the threads down without closing them"
         if runs_loop
+        else "and async_to_sync, which runs the Tasks framework's async tasks, shuts them down "
+        "after every run (asyncio.run) without closing them"
+        if tree is not None and _django_async_task(tree)
         # No asyncio.run here: the loop (an ASGI server's, a worker's) keeps its executor.
         else "which stays open for as long as the loop keeps the thread, and is not closed when "
         "the loop shuts its executor down"
@@ -162,6 +169,21 @@ def _function_target(
     if reach is None:
         return None
     return _describe(f"{name or function.name}()", reach), reach
+
+
+def _django_async_task(tree: ast.Module) -> bool:
+    """An ``async def`` decorated with the Tasks framework's ``task``."""
+    names = {
+        a.asname or a.name
+        for n in statements(tree)
+        if isinstance(n, ast.ImportFrom) and f"{n.module}.".startswith(TASKS_MODULES)
+        for a in n.names
+    }
+    return any(
+        isinstance(n, ast.AsyncFunctionDef)
+        and any(dotted(d).partition(".")[0] in names for d in n.decorator_list)
+        for n in statements(tree)
+    )
 
 
 def _describe(what: str, reach: Reach) -> str:

@@ -1,0 +1,2 @@
+def on_order_saved(sender, instance, **kwargs):
+    instance.refresh_from_db()
