@@ -784,8 +784,8 @@ def _write_report(text: str, output: str | None) -> None:
     default=None,
     metavar="KIND",
     help="The kind of worker: Celery's pool (prefork [default], threads, solo, gevent); "
-    "rq: fork [default], simple; dramatiq: processes [default], threads; huey: process, "
-    "thread [default]; django-tasks: db_worker [default], and its other workers.",
+    "rq: fork [default], simple, pool (rqworker-pool); dramatiq: processes [default], threads; "
+    "huey: process, thread [default]; django-tasks: db_worker [default], and its other workers.",
 )
 @click.option(
     "--prefork",
@@ -941,7 +941,8 @@ def _worker_pool(runner: str, pool: str | None, prefork: bool) -> str:
     if prefork:
         forking = [kind for kind in host.pools if kind in host.forking]
         if not forking:
-            raise UsageError(f"--prefork: no kind of {host.title} worker forks",
+            raise UsageError(f"--prefork: no kind of {host.title} worker forks a process "
+                             "that loaded the project",
                              f"leave it out for --runner {runner}")  # fmt: skip
         if pool is not None and pool not in host.forking:
             raise UsageError(f"--prefork asks for a forking worker, --pool {pool} does not fork",

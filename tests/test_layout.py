@@ -29,9 +29,13 @@ HOST_LIBRARIES = {
     "uvicorn": "uvicorn",
     "daphne": "daphne",
     "dramatiq": "dramatiq",
+    "django_dramatiq": "dramatiq",
     "rq": "rq",
+    "django_rq": "rq",
     "huey": "huey",
     "django_tasks": "tasks",
+    "django_tasks_db": "tasks",
+    "django_tasks_db_async": "tasks",
 }
 
 

@@ -145,7 +145,8 @@ def resolve_task(
     def subject(name: str, wrapper: str | None = None) -> Subject:
         return Subject(name, "task", path, tuple(args), dict(kwargs), wrapper)
 
-    if inspect.isclass(obj) or not callable(obj):
+    # A host's task object need not be callable (Django's Task is run through its backend).
+    if inspect.isclass(obj) or not (callable(obj) or _hosted(obj)):
         what = "class" if inspect.isclass(obj) else type(obj).__name__
         raise UsageError(
             f"--task {path} is a {what}, not a task or a function",
@@ -166,6 +167,13 @@ def resolve_task(
         raise UsageError(f"--task {path} is {reason}", tip)
     _check_arguments(path, host.signature_target(obj), args, kwargs)
     return [subject(path)]
+
+
+def _hosted(obj: Any) -> bool:
+    try:
+        return host_for(obj).name != IN_PROCESS
+    except LookupError:
+        return False
 
 
 def load_subject_task(spec: Mapping[str, Any]) -> Any:

@@ -234,6 +234,8 @@ class Installation:
         processes: list[dict[str, Any]] = []
         if self.hostname is not None and (self.forks or self.runner is not None):
             for path in sorted(node_directory(self.hostname).glob("*.json")):
+                if path.name == NODE_FILE:
+                    continue  # the node's own file, not a process's snapshot
                 pid = _pid_of(path)
                 if not _alive(pid):
                     path.unlink(missing_ok=True)  # a dead child's
@@ -259,7 +261,8 @@ class Installation:
             "schema": SCHEMA,
             "pooldoctor": __version__,
             "hostname": self.hostname,
-            "pid": os.getpid(),
+            # A runner's node is read from its files by inspect: its pid is the node's main.
+            "pid": self.main_pid if self.runner is not None and self.main_pid else os.getpid(),
             "pool": self.pool_kind,
             "concurrency": self.concurrency,
             "alias": self.alias,
