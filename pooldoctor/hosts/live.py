@@ -315,7 +315,8 @@ def read_nodes(runner: str, destination: tuple[str, ...] = ()) -> dict[str, dict
         if node.get("runner") != runner or (destination and name not in destination):
             continue
         if not _alive(int(node.get("pid", 0))):
-            continue  # a node that was killed: its files are a past run's
+            _forget(path.parent)  # a node killed with no chance to clean up: a past run's files
+            continue
         installation = Installation(str(node.get("alias", "default")), bool(node.get("tracking")))
         installation.hostname, installation.main_pid = name, int(node["pid"])
         installation.pool_kind, installation.concurrency = node.get("pool"), node.get("concurrency")
@@ -323,3 +324,13 @@ def read_nodes(runner: str, destination: tuple[str, ...] = ()) -> dict[str, dict
         installation._forks = bool(node.get("forks"))
         replies[name] = installation.reply()
     return replies
+
+
+def _forget(directory: Path) -> None:
+    """Remove a dead node's files, those of its processes that are still alive excepted (an
+    orphaned child keeps writing), and the directory once empty."""
+    for path in directory.glob("*.json"):
+        if path.name == NODE_FILE or not _alive(_pid_of(path)):
+            path.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        directory.rmdir()

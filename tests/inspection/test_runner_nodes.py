@@ -58,8 +58,10 @@ def test_a_node_of_another_runner_or_a_killed_one_is_not_read(root: Path) -> Non
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     _node(root, "huey@host", "huey", os.getpid(), forks=False)
-    _node(root, "gone@host", "rq", dead.pid, forks=True)
+    gone = _node(root, "gone@host", "rq", dead.pid, forks=True)
+    (gone / f"{dead.pid}.json").write_text(json.dumps(process(dead.pid, lost=1)))
     assert live.read_nodes("rq") == {}
+    assert not gone.exists()  # a node killed with kill -9: its files go with it
     assert list(live.read_nodes("huey")) == ["huey@host"]
     assert live.read_nodes("huey", ("other@host",)) == {}
 
