@@ -776,7 +776,7 @@ def _write_report(text: str, output: str | None) -> None:
     show_default=True,
     metavar="NAME",
     help="The task runner whose real workers run the tasks: celery, django-tasks, rq, "
-    "dramatiq, huey.",
+    "dramatiq, huey, django-q.",
 )
 @click.option(
     "--pool",
@@ -785,7 +785,8 @@ def _write_report(text: str, output: str | None) -> None:
     metavar="KIND",
     help="The kind of worker: Celery's pool (prefork [default], threads, solo, gevent); "
     "rq: fork [default], simple, pool (rqworker-pool); dramatiq: processes [default], threads; "
-    "huey: process, thread [default]; django-tasks: db_worker [default], and its other workers.",
+    "huey: process, thread [default]; django-tasks: db_worker [default], and its other workers; "
+    "django-q: cluster [default].",
 )
 @click.option(
     "--prefork",
@@ -1032,7 +1033,8 @@ def _simulate_server(kwargs: dict[str, Any]) -> int:
     default="celery",
     show_default=True,
     metavar="NAME",
-    help="The task runner: celery (asked over its broker), or rq, dramatiq, huey, django-tasks "
+    help="The task runner: celery (asked over its broker), or rq, dramatiq, huey, django-tasks, "
+    "django-q "
     "(their workers' snapshot files on this machine are read; install with "
     "pooldoctor.<runner>.install()).",
 )

@@ -36,6 +36,7 @@ HOST_LIBRARIES = {
     "django_tasks": "tasks",
     "django_tasks_db": "tasks",
     "django_tasks_db_async": "tasks",
+    "django_q": "django_q",
 }
 
 

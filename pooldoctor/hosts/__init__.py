@@ -9,6 +9,7 @@ from typing import Any
 
 from pooldoctor.hosts.base import Host, RunnerHost, WorkerHost
 from pooldoctor.hosts.celery import CeleryHost
+from pooldoctor.hosts.django_q import DjangoQHost
 from pooldoctor.hosts.dramatiq import DramatiqHost
 from pooldoctor.hosts.huey import HueyHost
 from pooldoctor.hosts.inprocess import InProcessHost
@@ -21,6 +22,7 @@ HOSTS: tuple[Host, ...] = (
     DramatiqHost(),
     HueyHost(),
     RQHost(),
+    DjangoQHost(),
     InProcessHost(),
 )
 
