@@ -719,3 +719,39 @@ def test_a_coroutine_nobody_awaited_is_named_as_the_reason() -> None:
     result = judge(run(*tasks, checkouts=0))
     assert result.verdict is Verdict.ERROR
     assert result.summary == reason
+
+
+def test_held_growing_to_one_per_task_thread_is_a_threads_pool_starting_not_a_leak() -> None:
+    # GIVEN a threads pool of 2: its second thread starts late and keeps its connection too
+    subject = run(
+        census(0, held=1, connections=(connection("worker-1"),)),
+        census(1, held=1, connections=(connection("worker-1"),)),
+        census(2, held=2, connections=(connection("worker-1"), connection("worker-2"))),
+    )
+
+    # WHEN judged knowing 2 threads run tasks at once
+    result = judge(subject, task_threads=2)
+
+    # THEN one connection per thread stays checked out: pinned, with no exhaustion foretold
+    assert result.verdict is Verdict.PINNED
+    assert result.held_connections == 2
+    assert "held by" in result.summary
+    # and the same growth in a process with one task thread is still a leak
+    assert judge(subject).verdict is Verdict.LEAK
+
+
+def test_held_growing_past_the_task_threads_is_a_leak() -> None:
+    # GIVEN 2 task threads but 3 held connections (a third thread that is not one of them)
+    subject = run(
+        census(0, held=1, connections=(connection("T-0"),)),
+        census(1, held=3, connections=(connection("T-0"), connection("T-1"), connection("T-2"))),
+    )
+    assert judge(subject, task_threads=2).verdict is Verdict.LEAK
+
+
+def test_one_thread_holding_two_is_a_leak_whatever_the_threads() -> None:
+    subject = run(
+        census(0, held=1, connections=(connection("T-0"),)),
+        census(1, held=2, connections=(connection("T-0"), connection("T-0"))),
+    )
+    assert judge(subject, task_threads=4).verdict is Verdict.LEAK

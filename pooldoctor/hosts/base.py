@@ -192,6 +192,11 @@ class RunnerHost(WorkerHost):
     def purge(self, spec: Mapping[str, Any]) -> None:
         """Delete what the run created on the user's broker; never raises, bounded in time."""
 
+    def task_threads(self, pool: str, workers: int) -> int:
+        """How many threads of one worker process run tasks at once, for ``--pool`` and
+        ``--workers`` (a threads kind: its concurrency)."""
+        return 1
+
     def children_died(self, output: str) -> list[dict[str, str]]:
         """Worker processes that died mid-task, read off the worker's output (name, pid, how)."""
         return []

@@ -194,6 +194,7 @@ def run_runner_fleet(host: RunnerHost, project: ProjectSpec, subject: Subject,
         if progress is not None:
             progress(0, len(sent))  # shown while the worker starts
         spec = base_spec(directory, project, subject, options, run_id, index, sent, apply_fix)
+        spec["task_threads"] = host.task_threads(options.pool, options.workers)
         spec.update(host.prepare(spec))
         (directory / "spec.json").write_text(json.dumps(spec))
         if host.purges(spec):

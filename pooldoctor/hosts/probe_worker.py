@@ -253,6 +253,8 @@ class ProbeWorker:
             "lost": lost,
             "held": held,
             "connections": [to_dict(r) for r in rows],
+            # A threads pool's threads each keep a connection: not a leak (verdict.judge).
+            "task_threads": self.spec.get("task_threads", 1),
             **extra,
         }
         state.index += 1

@@ -32,7 +32,10 @@ from pooldoctor.core.model import (
 )
 
 
-def judge(run: SubjectRun) -> SubjectResult:
+def judge(run: SubjectRun, task_threads: int = 1) -> SubjectResult:
+    """``task_threads``: how many threads of the process run tasks at once (a threads pool's
+    concurrency): each may keep one connection, so held connections growing up to that many,
+    one per thread, are those threads starting, not a leak."""
     census = run.census
     if run.stop is StopReason.SKIPPED:
         return subject_result(run, Verdict.SKIPPED, f"skipped: {run.stop_detail}")
@@ -50,6 +53,8 @@ def judge(run: SubjectRun) -> SubjectResult:
     tasks = max(1, len(between))
     symptoms = symptoms_of(run)
     held_growth = between[-1].held - between[0].held if between else 0
+    if held_growth > 0 and one_per_task_thread(between[-1], task_threads):
+        held_growth = 0
     lost_done = between[-1].lost if between else last.lost
     lost_per_task = round(lost_done / tasks, 2)
     exhaustion = tasks_until_exhaustion(run)
@@ -103,6 +108,12 @@ def judge(run: SubjectRun) -> SubjectResult:
         tasks_until_exhaustion=exhaustion,
         symptoms=tuple(symptoms),
     )
+
+
+def one_per_task_thread(census: TaskCensus, task_threads: int) -> bool:
+    """Whether the connections held are at most one per task thread, each by its own thread."""
+    holders = [c.thread for c in census.connections if c.held]
+    return task_threads > 1 and census.held <= task_threads and len(set(holders)) == census.held
 
 
 # SQLSTATEs of a session the server (or the network) ended: class 08, connection exception, and

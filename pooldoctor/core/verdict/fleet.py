@@ -192,7 +192,8 @@ def judge_worker(pid: int, records: Sequence[Mapping[str, Any]],
         census=census,
         pooled=any(r.get("pool") for r in records),
     )
-    base = judge(run)
+    base = judge(run, task_threads=max((int(r.get("task_threads", 1)) for r in records),
+                                       default=1))  # fmt: skip
     crossed = sum(1 for r in records if r.get("echo") is not None and r["echo"] != r.get("token"))
     foreign = max(
         (sum(1 for c in t.connections if c.checked_out and c.opened_in_pid not in (None, pid))

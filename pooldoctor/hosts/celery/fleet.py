@@ -98,6 +98,7 @@ def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, ru
     if progress is not None:
         progress(0, len(sent))  # shown while the worker starts
     spec["celery_conf"] = conf
+    spec["task_threads"] = options.workers if options.pool in ("threads", "gevent") else 1
     (directory / "spec.json").write_text(json.dumps(spec))
     if options.broker != "embedded":
         # Should pooldoctor die, the janitor deletes the queue once the worker is gone: the worker's

@@ -48,6 +48,9 @@ class DramatiqHost(RunnerHost):
     )
     uses_broker = True
 
+    def task_threads(self, pool: str, workers: int) -> int:
+        return workers if pool == "threads" else 1  # --threads N in one process
+
     # --- check --task --------------------------------------------------------------------------
 
     def owns(self, obj: Any) -> bool:

@@ -59,6 +59,9 @@ class HueyHost(RunnerHost):
     fix = ("discard-inherited-pool-on-startup", FIX_CODE)
     uses_broker = True
 
+    def task_threads(self, pool: str, workers: int) -> int:
+        return workers if pool == "thread" else 1  # its consumer's -w threads
+
     # --- check --task ---------------------------------------------------------------------------
 
     def owns(self, obj: Any) -> bool:

@@ -94,6 +94,9 @@ class TasksHost(RunnerHost):
     forking = frozenset()
     uses_broker = False
 
+    def task_threads(self, pool: str, workers: int) -> int:
+        return workers if pool == "db_async_worker" else 1  # its concurrency
+
     def owns(self, obj: Any) -> bool:
         classes = task_classes()
         return bool(classes) and isinstance(obj, classes)
