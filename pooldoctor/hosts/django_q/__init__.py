@@ -206,7 +206,8 @@ def purge_keys(broker: str, queue: str) -> int:
     from redis import Redis
 
     with contextlib.suppress(Exception):
-        client = Redis.from_url(broker, socket_connect_timeout=BROKER_TIMEOUT,
+        # Any: redis-py 5 types sync and asyncio replies as one union.
+        client: Any = Redis.from_url(broker, socket_connect_timeout=BROKER_TIMEOUT,
                                 socket_timeout=BROKER_TIMEOUT)  # fmt: skip
         with contextlib.closing(client):
             deadline = time.monotonic() + PURGE_LIMIT

@@ -206,7 +206,8 @@ def purge_run(broker: str, queue: str, names: Sequence[str], locks: Sequence[str
     workers, and the maintenance ``locks`` its workers took. Returns how many keys went."""
     from redis import Redis
 
-    client = Redis.from_url(broker, socket_connect_timeout=BROKER_TIMEOUT,
+    # Any: redis-py 5 types sync and asyncio replies as one union.
+    client: Any = Redis.from_url(broker, socket_connect_timeout=BROKER_TIMEOUT,
                             socket_timeout=BROKER_TIMEOUT)  # fmt: skip
     deadline = time.monotonic() + PURGE_LIMIT
     marks = [queue, *names]
