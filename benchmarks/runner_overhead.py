@@ -79,6 +79,7 @@ RUNNERS = (
     Runner("rq", "rqproj"),
     Runner("dramatiq", "dramatiqproj"),
     Runner("huey", "hueyproj"),
+    Runner("django-q", "djangoqproj"),
 )
 
 
@@ -142,7 +143,7 @@ def main() -> int:
     chosen = [r for r in RUNNERS if not args.runner or r.name in args.runner]
     env = environment(args.database, NAME, ("django", "psycopg", "psycopg-pool", "asgiref",
                                             "rq", "django-rq", "dramatiq", "django-dramatiq",
-                                            "huey", "django-tasks-db", "pooldoctor"))  # fmt: skip
+                                            "huey", "django-tasks-db", "django-q2", "pooldoctor"))  # fmt: skip
     env["load_average"] = {"before": os.getloadavg()}
     results: dict[str, Any] = {}
     try:

@@ -208,7 +208,7 @@ def purge_keys(broker: str, queue: str) -> int:
     with contextlib.suppress(Exception):
         # Any: redis-py 5 types sync and asyncio replies as one union.
         client: Any = Redis.from_url(broker, socket_connect_timeout=BROKER_TIMEOUT,
-                                socket_timeout=BROKER_TIMEOUT)  # fmt: skip
+                                     socket_timeout=BROKER_TIMEOUT)  # fmt: skip
         with contextlib.closing(client):
             deadline = time.monotonic() + PURGE_LIMIT
             keys = []

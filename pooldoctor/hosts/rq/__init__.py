@@ -208,7 +208,7 @@ def purge_run(broker: str, queue: str, names: Sequence[str], locks: Sequence[str
 
     # Any: redis-py 5 types sync and asyncio replies as one union.
     client: Any = Redis.from_url(broker, socket_connect_timeout=BROKER_TIMEOUT,
-                            socket_timeout=BROKER_TIMEOUT)  # fmt: skip
+                                 socket_timeout=BROKER_TIMEOUT)  # fmt: skip
     deadline = time.monotonic() + PURGE_LIMIT
     marks = [queue, *names]
     try:
