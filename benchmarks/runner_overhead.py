@@ -61,6 +61,8 @@ from pooldoctor.hosts.fleet import FleetOptions, kill_all, run_runner_fleet
 PROJECTS = ROOT / "tests" / "projects"
 NAME = "pooldoctor-bench-runners"
 MODE = "async-to-sync"
+VERSIONS = ("django", "psycopg", "psycopg-pool", "asgiref", "rq", "django-rq", "dramatiq",
+            "django-dramatiq", "huey", "django-tasks-db", "django-q2", "pooldoctor")  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,9 +143,7 @@ def main() -> int:
     args = parser.parse_args()
     handle_signals()
     chosen = [r for r in RUNNERS if not args.runner or r.name in args.runner]
-    env = environment(args.database, NAME, ("django", "psycopg", "psycopg-pool", "asgiref",
-                                            "rq", "django-rq", "dramatiq", "django-dramatiq",
-                                            "huey", "django-tasks-db", "django-q2", "pooldoctor"))  # fmt: skip
+    env = environment(args.database, NAME, VERSIONS)
     env["load_average"] = {"before": os.getloadavg()}
     results: dict[str, Any] = {}
     try:
