@@ -26,6 +26,7 @@ and :meth:`WorkerHost.ask` collects a live census from running ones (``inspect``
 from __future__ import annotations
 
 import abc
+import contextlib
 import dataclasses
 import json
 from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +36,11 @@ from typing import Any, ClassVar
 
 from pooldoctor.core.model import ForkCheck
 from pooldoctor.core.project import ProjectSpec
-from pooldoctor.errors import UsageError
+from pooldoctor.errors import PooldoctorError, UsageError
+
+REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+REDIS_TIP = "pass --broker redis://127.0.0.1:6379/N (a database number of its own)"
+REDIS_TIMEOUT = 3.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,6 +196,33 @@ class RunnerHost(WorkerHost):
 
     def purge(self, spec: Mapping[str, Any]) -> None:
         """Delete what the run created on the user's broker; never raises, bounded in time."""
+
+    def reach_redis(self, url: str, *, embedded: str = "Celery's filesystem transport") -> None:
+        """For a runner whose broker is Redis: one clear line for ``--broker embedded`` (what
+        ``embedded`` would mean, for the runners that have none) or another scheme, then the
+        server pinged once, bounded in time (a worker would retry a Redis that is down for
+        ever)."""
+        from pooldoctor.core.project import mask_url
+
+        shown = mask_url(url)
+        if url == "embedded":
+            raise UsageError(f"--runner {self.runner_name} needs a Redis server: --broker "
+                             f"embedded is {embedded}", REDIS_TIP)  # fmt: skip
+        if not url.startswith(REDIS_SCHEMES):
+            raise UsageError(f"--broker {shown}: --runner {self.runner_name} takes a Redis URL",
+                             REDIS_TIP)  # fmt: skip
+        import redis
+
+        try:
+            client = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT,
+                                          socket_timeout=REDIS_TIMEOUT)  # fmt: skip
+            with contextlib.closing(client):
+                client.ping()
+        except (redis.RedisError, ValueError, OSError) as exc:
+            raise PooldoctorError(
+                f"--broker {shown}: cannot reach Redis: {exc}",
+                "start Redis, or fix the URL (redis://HOST:PORT/DB)",
+            ) from exc
 
     def task_threads(self, pool: str, workers: int) -> int:
         """How many threads of one worker process run tasks at once, for ``--pool`` and

@@ -97,33 +97,10 @@ class DjangoQHost(RunnerHost):
     # --- simulate --runner django-q ----------------------------------------------------------
 
     def check_broker(self, url: str) -> None:
-        from pooldoctor.core.project import mask_url
-
         problem = too_old()
         if problem:
             raise UsageError(problem, "pip install 'django-q2>=1.10'")
-        if url == "embedded":
-            raise UsageError(
-                "--runner django-q needs a Redis server: --broker embedded is Celery's "
-                "filesystem transport",
-                "pass --broker redis://127.0.0.1:6379/N (a database number of its own)",
-            )
-        shown = mask_url(url)
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise UsageError(f"--broker {shown}: --runner django-q takes a Redis URL",
-                             "pass --broker redis://127.0.0.1:6379/N")  # fmt: skip
-        from redis import Redis
-
-        try:
-            client = Redis.from_url(url, socket_connect_timeout=BROKER_TIMEOUT,
-                                    socket_timeout=BROKER_TIMEOUT)  # fmt: skip
-            with contextlib.closing(client):
-                client.ping()
-        except Exception as exc:
-            raise PooldoctorError(
-                f"--broker {shown}: cannot reach Redis: {exc}",
-                "start Redis or fix the URL (redis://HOST:PORT/DB)",
-            ) from exc
+        self.reach_redis(url)
 
     def prepare(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """The run's ``Q_CLUSTER`` entries: its queue (the cluster's name: the Redis list

@@ -21,13 +21,10 @@ import sys
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from pooldoctor.errors import PooldoctorError, UsageError
 from pooldoctor.hosts.base import HostFacts, RunnerHost
 
-BROKER_TIMEOUT = 3.0
 PROBE_ACTOR = "pooldoctor.probe"
 """The actor the probe (a mode, or a bare async def through the project's wrapper) runs as."""
-REDIS_TIP = "pass --broker redis://127.0.0.1:6379/N (a Redis database the run may use)"
 PROMETHEUS = "dramatiq.middleware.prometheus.Prometheus"
 """Left out of the run's broker: its exposition server binds one port per machine, which the
 fleets of one run (and the proof's) would fight over; it only exports metrics."""
@@ -99,28 +96,9 @@ class DramatiqHost(RunnerHost):
     # --- simulate ------------------------------------------------------------------------------
 
     def check_broker(self, url: str) -> None:
-        """Dramatiq's workers here use Redis: ``embedded`` (Celery's filesystem transport) has no
-        Dramatiq broker, and a Redis that is down would only make the workers retry."""
-        from pooldoctor.core.project import mask_url
-
-        if url == "embedded":
-            raise UsageError("--runner dramatiq needs a Redis broker, not --broker embedded",
-                             REDIS_TIP)  # fmt: skip
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise UsageError(f"--broker {mask_url(url)}: --runner dramatiq needs a Redis URL",
-                             REDIS_TIP)  # fmt: skip
-        import redis
-
-        client = redis.Redis.from_url(
-            url, socket_connect_timeout=BROKER_TIMEOUT, socket_timeout=BROKER_TIMEOUT
-        )
-        try:
-            client.ping()
-        except redis.RedisError as exc:
-            raise PooldoctorError(f"--broker {mask_url(url)}: cannot connect: {exc}",
-                                  "start Redis, or fix the URL") from exc  # fmt: skip
-        finally:
-            client.close()
+        """Dramatiq's workers here use Redis (a Redis that is down would only make them
+        retry)."""
+        self.reach_redis(url)
 
     def prepare(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         # Every key of the run (queues, acks, heartbeats) under the run's queue name: nothing is

@@ -24,10 +24,9 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from pooldoctor.errors import PooldoctorError, UsageError
+from pooldoctor.errors import UsageError
 from pooldoctor.hosts.base import HostFacts, RunnerHost
 
-BROKER_TIMEOUT = 3.0
 PURGE_TIMEOUT = 3.0
 EMBEDDED = "embedded"
 FIX_CODE = """\
@@ -137,27 +136,7 @@ class HueyHost(RunnerHost):
                     "pass --broker redis://127.0.0.1:6379/N, or upgrade huey",
                 )
             return
-        from pooldoctor.core.project import mask_url
-
-        shown = mask_url(url)
-        if not url.startswith(("redis://", "rediss://", "unix://")):
-            raise UsageError(
-                f"--broker {shown}: --runner huey takes a Redis URL or embedded",
-                "pass --broker redis://127.0.0.1:6379/N, or leave it out (embedded: Huey's "
-                "file storage in a temporary directory)",
-            )
-        from redis import Redis
-
-        try:
-            client = Redis.from_url(url, socket_connect_timeout=BROKER_TIMEOUT,
-                                    socket_timeout=BROKER_TIMEOUT)  # fmt: skip
-            with contextlib.closing(client):
-                client.ping()
-        except Exception as exc:
-            raise PooldoctorError(
-                f"--broker {shown}: cannot connect: {exc}",
-                "start Redis, fix the URL, or leave --broker out (embedded)",
-            ) from exc
+        self.reach_redis(url)
 
     def prepare(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         """The Huey instance the run's consumer and pooldoctor share: the run's queue name on

@@ -29,7 +29,6 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from pooldoctor.errors import PooldoctorError, UsageError
 from pooldoctor.hosts.base import HostFacts, RunnerHost
 from pooldoctor.hosts.rq.workers import FIX_CODE
 
@@ -100,27 +99,7 @@ class RQHost(RunnerHost):
     # --- simulate ----------------------------------------------------------------------------
 
     def check_broker(self, url: str) -> None:
-        if url == "embedded":
-            raise UsageError(
-                "--runner rq needs a Redis server: --broker embedded is Celery's filesystem "
-                "transport",
-                "pass --broker redis://127.0.0.1:6379/N (a database number of its own)",
-            )
-        from redis import Redis
-        from redis.exceptions import RedisError
-
-        from pooldoctor.core.project import mask_url
-
-        try:
-            client = Redis.from_url(url, socket_connect_timeout=BROKER_TIMEOUT,
-                                    socket_timeout=BROKER_TIMEOUT)  # fmt: skip
-            client.ping()
-            client.close()
-        except (RedisError, ValueError, OSError) as exc:
-            raise PooldoctorError(
-                f"--broker {mask_url(url)}: cannot reach Redis: {exc}",
-                "start Redis or fix the URL (redis://HOST:PORT/DB)",
-            ) from exc
+        self.reach_redis(url)
 
     def prepare(self, spec: Mapping[str, Any]) -> dict[str, Any]:
         from redis import Redis

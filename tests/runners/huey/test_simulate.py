@@ -101,8 +101,8 @@ def test_nothing_is_left_behind(run: str, request: pytest.FixtureRequest) -> Non
 @pytest.mark.parametrize(
     ("broker", "code", "said"),
     [
-        ("amqp://127.0.0.1:5672//", 2, "--runner huey takes a Redis URL or embedded"),
-        ("redis://127.0.0.1:1/5", 3, "--broker redis://127.0.0.1:1/5: cannot connect"),
+        ("amqp://127.0.0.1:5672//", 2, "--runner huey takes a Redis URL"),
+        ("redis://127.0.0.1:1/5", 3, "--broker redis://127.0.0.1:1/5: cannot reach Redis"),
     ],
 )
 def test_a_broker_huey_cannot_use_is_one_line(huey_database_url: str, broker: str, code: int,
