@@ -785,7 +785,7 @@ def _write_report(text: str, output: str | None) -> None:
     metavar="KIND",
     help="The kind of worker: Celery's pool (prefork [default], threads, solo, gevent); "
     "rq: fork [default], simple, pool (rqworker-pool); dramatiq: processes [default], threads; "
-    "huey: process, thread [default]; django-tasks: db_worker [default], and its other workers; "
+    "huey: thread [default], process; django-tasks: db_worker [default], db_async_worker; "
     "django-q: cluster [default].",
 )
 @click.option(
