@@ -12,7 +12,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import socket
 import subprocess
 import sys
 import textwrap
@@ -23,6 +22,8 @@ from urllib.parse import urlsplit
 
 import pytest
 from conftest import PROJECTS, ROOT, pooldoctor, scratch_database
+
+from .fleets import reachable_redis
 
 REDIS = "redis://127.0.0.1:6379/{db}"
 SMALL = ("--workers", "2", "--tasks", "6", "--task-timeout", "3")
@@ -222,15 +223,7 @@ def invocation(scenarios: list[Scenario]) -> tuple[str, ...]:
 @pytest.fixture(scope="module")
 def redis_ready() -> None:
     """Redis must be there (CI starts it): an unreachable one fails the tests, never skips them."""
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=3) as conn:
-            conn.sendall(b"PING\r\n")
-            answer = conn.recv(64)
-    except OSError as exc:
-        pytest.fail(f"Redis is not reachable at 127.0.0.1:6379 ({exc}): start redis-server",
-                    pytrace=False)  # fmt: skip
-    if not answer.startswith(b"+PONG"):
-        pytest.fail(f"127.0.0.1:6379 did not answer PING like Redis: {answer!r}", pytrace=False)
+    reachable_redis("redis://127.0.0.1:6379")
 
 
 @pytest.fixture(scope="module")

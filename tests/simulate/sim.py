@@ -108,8 +108,8 @@ def simulate(
             time.sleep(POLL)
         proc = future.result()
     seconds = time.monotonic() - started
-    workers_left = _settle(lambda: worker_pids(marker) - before)
-    sessions_left = _settle(lambda: set(pooldoctor_backends(database_url, this_database=True)))
+    workers_left = settle(lambda: worker_pids(marker) - before)
+    sessions_left = settle(lambda: set(pooldoctor_backends(database_url, this_database=True)))
     return Sim(proc.returncode, proc.stdout, proc.stderr, seconds, frozenset(workers),
                frozenset(sessions), frozenset(workers_left), frozenset(sessions_left))  # fmt: skip
 
@@ -120,17 +120,17 @@ def worker_pids(marker: str | None = None) -> set[int]:
     pids = {int(pid) for pid in found.stdout.split()}
     if marker is None:
         return pids
-    return {pid for pid in pids if _carries(pid, f"{MARKER}={marker}".encode())}
+    return {pid for pid in pids if carries(pid, f"{MARKER}={marker}".encode())}
 
 
-def _carries(pid: int, entry: bytes) -> bool:
+def carries(pid: int, entry: bytes) -> bool:
     try:
         return entry in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
     except OSError:  # gone meanwhile
         return False
 
 
-def _settle(left: Callable[[], set[Any]]) -> set[Any]:
+def settle(left: Callable[[], set[Any]]) -> set[Any]:
     """What is still there once it had SETTLE seconds to go away."""
     deadline = time.monotonic() + SETTLE
     remaining = left()

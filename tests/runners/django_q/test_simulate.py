@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import DJANGOQPROJ, REDIS, Run, line_of, simulate
+from ..fleets import Run, line_of
+from .conftest import DJANGOQPROJ, simulate
 
 TASK = "djangoqproj.tasks.count_databases"
 WRAPPER = "djangoqproj.wrappers:async_task_wrapper"
@@ -73,9 +74,7 @@ def test_a_parent_warmed_before_the_fork_is_unsafe_and_the_fix_is_proven(prefork
 @pytest.mark.parametrize("run", ["default", "prefork"])
 def test_nothing_is_left_behind(run: str, request: pytest.FixtureRequest) -> None:
     done: Run = request.getfixturevalue(run)
-    assert done.pids_left == set()
-    assert done.sessions_left == []
-    assert done.keys_left == [], f"keys of the run left in {REDIS}"
+    done.assert_nothing_left()
 
 
 @pytest.mark.parametrize(
@@ -88,6 +87,6 @@ def test_nothing_is_left_behind(run: str, request: pytest.FixtureRequest) -> Non
 def test_a_broker_django_q_cannot_use_is_one_line(django_q_database_url: str, broker: str,
                                                   said: str) -> None:  # fmt: skip
     run = simulate(django_q_database_url, "--broker", broker, "--task", TASK)
-    assert run.proc.returncode == 2, run.proc.stderr
-    assert said in run.proc.stderr
-    assert "Traceback" not in run.proc.stderr
+    assert run.code == 2, run.stderr
+    assert said in run.stderr
+    assert "Traceback" not in run.stderr

@@ -4,11 +4,8 @@ django-dramatiq project (``manage.py rundramatiq``, which execs the ``dramatiq``
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,35 +14,16 @@ from typing import Any
 import dramatiq
 import pytest
 import redis
-from conftest import pooldoctor
 from dramatiq.brokers.redis import RedisBroker
 
 from pooldoctor.hosts import live
 
-from .conftest import (
-    DRAMATIQPROJ,
-    MARKER,
-    POLL,
-    SETTINGS,
-    marked_pids,
-    redis_keys,
-    settle,
-    stop_group,
-)
+from ..fleets import poll, redis_keys, settle, start, stop
+from .conftest import DRAMATIQPROJ, FLEET, SETTINGS
 from .test_check_task import line_of
 
 DEADLINE = 30.0
 TASKS = 3
-
-
-def wait_for(what: str, found: Any) -> Any:
-    deadline = time.monotonic() + DEADLINE
-    while time.monotonic() < deadline:
-        value = found()
-        if value:
-            return value
-        time.sleep(POLL)
-    pytest.fail(f"{what} within {DEADLINE:g} s")
 
 
 class LiveWorker:
@@ -58,6 +36,9 @@ class LiveWorker:
         nodes = live.read_nodes("dramatiq")
         return next((n for name, n in nodes.items() if f".{self.proc.pid}." in name), None)
 
+    def said(self, what: str) -> str:
+        return f"{what} (log: {self.log.read_text()[-800:]})"
+
 
 @pytest.fixture(scope="module")
 def worker(dramatiq_database_url: str, redis_url: str,
@@ -67,20 +48,18 @@ def worker(dramatiq_database_url: str, redis_url: str,
     log = tmp_path_factory.mktemp("rundramatiq") / "worker.log"
     env = {**os.environ, "PYTHONPATH": str(DRAMATIQPROJ), "DATABASE_URL": dramatiq_database_url,
            "DRAMATIQPROJ_BROKER": redis_url, "DRAMATIQPROJ_NAMESPACE": namespace,
-           "DRAMATIQPROJ_INSTALL": "1", MARKER: marker}  # fmt: skip
+           "DRAMATIQPROJ_INSTALL": "1", FLEET.marker: marker}  # fmt: skip
     env.pop("DJANGO_SETTINGS_MODULE", None)
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "django", "rundramatiq", *SETTINGS, "--processes", "1",
-             "--threads", "2"],
-            cwd=DRAMATIQPROJ, env=env, stdout=out, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )  # fmt: skip
+    # SIGTERM (stop's) to the dramatiq command's main process, as a supervisor does: it forwards
+    # the signal (one sent to its whole group would reach each worker process twice, which kills
+    # it instead of a warm shutdown).
+    proc = start("rundramatiq", *SETTINGS, "--processes", "1", "--threads", "2",
+                 cwd=DRAMATIQPROJ, env=env, log=log)  # fmt: skip
     running = LiveWorker(proc, log, namespace, marker)
     try:
         yield running
     finally:
-        stop_group(proc)
+        stop(proc)
         client = redis.Redis.from_url(redis_url, socket_timeout=3)
         keys = list(client.scan_iter(match=f"{namespace}:*"))
         if keys:  # the worker's heartbeat: Dramatiq leaves it for other workers to expire
@@ -90,7 +69,7 @@ def worker(dramatiq_database_url: str, redis_url: str,
 
 @pytest.fixture(scope="module")
 def census(worker: LiveWorker, redis_url: str) -> dict[str, Any]:
-    node = wait_for(f"no node of the worker (log: {worker.log.read_text()[-800:]})", worker.node)
+    node = poll(worker.node, bool, DEADLINE, what=lambda: worker.said("no node of the worker"))
     broker = RedisBroker(url=redis_url, namespace=worker.namespace, middleware=[])
     try:
         for _ in range(TASKS):
@@ -103,11 +82,8 @@ def census(worker: LiveWorker, redis_url: str) -> dict[str, Any]:
         found = worker.node()
         return bool(found and found["processes"] and found["processes"][0]["tasks"] >= TASKS)
 
-    wait_for(f"the worker did not run {TASKS} tasks (log: {worker.log.read_text()[-800:]})", done)
-    proc = pooldoctor("inspect", "--runner", "dramatiq", *SETTINGS, "--destination",
-                      node["hostname"], "--format", "json", cwd=DRAMATIQPROJ)  # fmt: skip
-    assert proc.stdout, proc.stderr
-    return dict(json.loads(proc.stdout))
+    poll(done, bool, DEADLINE, what=lambda: worker.said(f"the worker did not run {TASKS} tasks"))
+    return FLEET.inspect("--destination", node["hostname"])[1]
 
 
 def test_inspect_shows_the_lost_connections_of_the_workers_process(
@@ -131,8 +107,8 @@ def test_the_workers_files_go_with_it(census: dict[str, Any], worker: LiveWorker
     (node,) = census["nodes"]
     directory = live.node_directory(node["node"])
     assert directory.is_dir()
-    stop_group(worker.proc)
-    assert settle(lambda: marked_pids(worker.marker, "dramatiq")) == set()
+    stop(worker.proc)
+    assert settle(lambda: FLEET.pids(worker.marker, "dramatiq")) == set()
     # A warm shutdown: after_worker_shutdown removed the snapshot and the node file.
     assert not directory.exists(), sorted(p.name for p in directory.iterdir())
     assert worker.node() is None
@@ -140,7 +116,7 @@ def test_the_workers_files_go_with_it(census: dict[str, Any], worker: LiveWorker
 
 def test_nothing_of_the_test_is_left_on_redis(census: dict[str, Any], worker: LiveWorker,
                                               redis_url: str) -> None:  # fmt: skip
-    stop_group(worker.proc)
+    stop(worker.proc)
     left = redis_keys(redis_url, f"{worker.namespace}:*")
     # Only the heartbeat of a stopped worker, which the fixture deletes (checked below).
     assert left <= {f"{worker.namespace}:__heartbeats__"}, left

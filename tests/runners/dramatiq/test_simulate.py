@@ -4,78 +4,26 @@ its wrapper; every worker process, pooldoctor session and Redis key of a run is 
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
-
 import pytest
-from conftest import pooldoctor, pooldoctor_backends
+from conftest import pooldoctor
 
-from .conftest import (
-    DRAMATIQPROJ,
-    MARKER,
-    POLL,
-    SETTINGS,
-    marked_pids,
-    redis_keys,
-    settle,
-)
+from ..fleets import Run
+from .conftest import DRAMATIQPROJ, FLEET, SETTINGS, simulate
 from .test_check_task import line_of
 
 WRAPPER = "dramatiqproj.wrappers:async_task_wrapper"
-FLEET = ("--runner", "dramatiq", "--workers", "2", "--tasks", "6")
-RUN_KEYS = "pooldoctor-*"
-"""Every key of a run is under its queue's name (pooldoctor-<run>-<n>)."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Run:
-    code: int
-    report: dict[str, Any]
-    stderr: str
-    workers_seen: frozenset[int]
-    workers_left: frozenset[int]
-    sessions_left: tuple[str, ...]
-    keys_left: frozenset[str]
-
-    def result(self, subject: str) -> dict[str, Any]:
-        results = {r["subject"]: r for r in self.report["results"]}
-        assert subject in results, f"{subject} not in {sorted(results)}: {self.stderr}"
-        return results[subject]
-
-
-def simulate(url: str, redis_url: str, *args: str) -> Run:
-    marker = uuid.uuid4().hex
-    keys_before = redis_keys(redis_url, RUN_KEYS)
-    seen: set[int] = set()
-    with ThreadPoolExecutor(max_workers=1) as executor:
-        future = executor.submit(pooldoctor, "simulate", *SETTINGS, *FLEET, "--broker", redis_url,
-                                 *args, "--database", url, "--format", "json", cwd=DRAMATIQPROJ,
-                                 env={MARKER: marker, "DATABASE_URL": url})  # fmt: skip
-        while not future.done():
-            seen |= marked_pids(marker)
-            time.sleep(POLL)
-        proc = future.result()
-    assert proc.stdout, f"no report (exit {proc.returncode}): {proc.stderr}"
-    return Run(proc.returncode, json.loads(proc.stdout), proc.stderr, frozenset(seen),
-               frozenset(settle(lambda: marked_pids(marker))),
-               tuple(pooldoctor_backends(url, this_database=True)),
-               frozenset(redis_keys(redis_url, RUN_KEYS) - keys_before))  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def processes(dramatiq_database_url: str, redis_url: str) -> Run:
-    return simulate(dramatiq_database_url, redis_url, "--pool", "processes",
+    return simulate(dramatiq_database_url, "--pool", "processes",
                     "--task", "dramatiqproj.tasks.count_databases",
                     "--task", "dramatiqproj.tasks.leaky", "--wrapper", WRAPPER)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
 def threads(dramatiq_database_url: str, redis_url: str) -> Run:
-    return simulate(dramatiq_database_url, redis_url, "--pool", "threads",
+    return simulate(dramatiq_database_url, "--pool", "threads",
                     "--task", "dramatiqproj.tasks.count_databases",
                     "--task", "dramatiqproj.tasks.count_databases_async")  # fmt: skip
 
@@ -134,9 +82,7 @@ def test_the_threads_kind_is_measured_too(threads: Run) -> None:
 def test_nothing_of_a_run_is_left(fleet: str, request: pytest.FixtureRequest) -> None:
     run: Run = request.getfixturevalue(fleet)
     assert run.workers_seen, "no worker of the run was ever seen: the check below proves nothing"
-    assert run.workers_left == frozenset()
-    assert run.sessions_left == ()
-    assert run.keys_left == frozenset()
+    run.assert_nothing_left()
 
 
 def test_the_installed_dramatiq_command_loads_the_project_only_after_the_fork() -> None:
@@ -148,7 +94,7 @@ def test_the_installed_dramatiq_command_loads_the_project_only_after_the_fork() 
 
 
 def test_prefork_is_refused_the_parent_never_loads_the_project(redis_url: str) -> None:
-    proc = pooldoctor("simulate", *SETTINGS, *FLEET, "--broker", redis_url, "--prefork",
+    proc = pooldoctor("simulate", "--runner", "dramatiq", *SETTINGS, *FLEET.options, "--prefork",
                       cwd=DRAMATIQPROJ)  # fmt: skip
     assert proc.returncode == 2, proc.stderr
     assert "no kind of Dramatiq worker forks a process that loaded the project" in proc.stderr

@@ -3,111 +3,15 @@ tests/projects/hueyproj, and the run's leftovers (processes, sessions, keys) loo
 
 from __future__ import annotations
 
-import json
-import os
-import socket
-import subprocess
-import time
-import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any, TypeVar
+from conftest import PROJECTS
 
-import pytest
-from conftest import PROJECTS, pooldoctor, pooldoctor_backends, scratch_database
+from ..fleets import Fleet
 
 HUEYPROJ = PROJECTS / "hueyproj"
 REDIS = "redis://127.0.0.1:6379/5"
-"""The Huey tests' own Redis database (RQ's use 3, Dramatiq's 4)."""
-WORKER_MODULE = "pooldoctor.hosts.huey.worker"
-MARKER = "POOLDOCTOR_HUEY_TEST"
-DEADLINE = 15.0
-POLL = 0.1
-T = TypeVar("T")
-
-
-def poll(probe: Callable[[], T], done: Callable[[T], bool], deadline: float = DEADLINE) -> T:
-    """``probe()`` until ``done`` says so or the deadline passed: the last value either way."""
-    end = time.monotonic() + deadline
-    value = probe()
-    while not done(value) and time.monotonic() < end:
-        time.sleep(POLL)
-        value = probe()
-    return value
-
-
-@pytest.fixture(scope="session")
-def huey_database_url(database_url: str) -> Iterator[str]:
-    with scratch_database(database_url, "pooldoctor_huey") as url:
-        yield url
-
-
-@pytest.fixture(scope="session")
-def redis_url() -> str:
-    """Redis must be there (CI starts it): an unreachable one fails the tests, never skips them."""
-    try:
-        with socket.create_connection(("127.0.0.1", 6379), timeout=3) as conn:
-            conn.sendall(b"PING\r\n")
-            answer = conn.recv(64)
-    except OSError as exc:
-        pytest.fail(f"Redis is not reachable at {REDIS} ({exc}): start redis-server on "
-                    "127.0.0.1:6379", pytrace=False)  # fmt: skip
-    if not answer.startswith(b"+PONG"):
-        pytest.fail(f"{REDIS} did not answer PING like Redis: {answer!r}", pytrace=False)
-    return REDIS
-
-
-def redis_keys(pattern: str) -> list[str]:
-    from redis import Redis
-
-    with Redis.from_url(REDIS) as client:
-        return sorted(k.decode() for k in client.scan_iter(match=pattern))
-
-
-def marked_pids(marker: str) -> set[int]:
-    """Live processes carrying ``MARKER=marker`` in their environment (a run's workers)."""
-    entry = f"{MARKER}={marker}".encode()
-    found = set()
-    for proc in Path("/proc").iterdir():
-        if not proc.name.isdigit() or int(proc.name) == os.getpid():
-            continue
-        try:
-            if entry in (proc / "environ").read_bytes().split(b"\0"):
-                found.add(int(proc.name))
-        except OSError:
-            continue
-    return found
-
-
-class Run:
-    """One finished ``pooldoctor simulate --runner huey`` and what it left behind."""
-
-    def __init__(self, proc: subprocess.CompletedProcess[str], pids_left: set[int],
-                 sessions_left: list[str], keys_left: list[str]) -> None:  # fmt: skip
-        self.proc = proc
-        self.pids_left = pids_left
-        self.sessions_left = sessions_left
-        self.keys_left = keys_left
-
-    @property
-    def report(self) -> dict[str, Any]:
-        assert self.proc.stdout.startswith("{"), f"exit {self.proc.returncode}: {self.proc.stderr}"
-        return dict(json.loads(self.proc.stdout))
-
-    def result(self, subject: str) -> dict[str, Any]:
-        results = {r["subject"]: r for r in self.report["results"]}
-        assert subject in results, f"{subject} not in {sorted(results)}: {self.proc.stderr}"
-        return results[subject]
-
-
-def simulate(database_url: str, *args: str) -> Run:
-    """The real CLI, then whatever of its processes, sessions and Redis keys remain once they
-    had a few seconds to go."""
-    marker = uuid.uuid4().hex
-    proc = pooldoctor("simulate", "--runner", "huey", "--settings", "hueyproj.settings",
-                      "--tasks", "6", "--workers", "2", *args, "--database", database_url,
-                      "--format", "json", cwd=HUEYPROJ, env={MARKER: marker})  # fmt: skip
-    pids = poll(lambda: marked_pids(marker), lambda left: not left)
-    sessions = poll(lambda: pooldoctor_backends(database_url, this_database=True),
-                    lambda left: not left)  # fmt: skip
-    return Run(proc, pids, sessions, redis_keys("huey.*pooldoctor*"))
+"""The Huey tests' own Redis database (RQ's use 3, Dramatiq's 4, django-q's 6)."""
+FLEET = Fleet("huey", HUEYPROJ, "hueyproj.settings", REDIS, "POOLDOCTOR_HUEY_TEST",
+              run_keys="huey.*pooldoctor*", options=("--tasks", "6", "--workers", "2"))  # fmt: skip
+SETTINGS = FLEET.settings_args
+simulate = FLEET.simulate
+huey_database_url, redis_url = FLEET.fixtures()

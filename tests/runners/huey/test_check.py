@@ -10,7 +10,8 @@ from conftest import by_subject, check_json
 
 from pooldoctor.hosts.huey import HueyHost
 
-from .conftest import HUEYPROJ
+from ..fleets import line_of
+from .conftest import HUEYPROJ, SETTINGS
 
 DB_TASK = "hueyproj.tasks.count_databases"
 PLAIN_TASK = "hueyproj.tasks.count_databases_plain"
@@ -19,9 +20,9 @@ LEAKY_TASK = "hueyproj.tasks.leaky"
 
 @pytest.fixture(scope="module")
 def checked(huey_database_url: str) -> dict[str, dict[str, Any]]:
-    code, report = check_json("--settings", "hueyproj.settings", "--task", DB_TASK, "--task",
-                              PLAIN_TASK, "--task", LEAKY_TASK, "--args", "[1]", "--tasks", "6",
-                              cwd=HUEYPROJ, database_url=huey_database_url)  # fmt: skip
+    code, report = check_json(*SETTINGS, "--task", DB_TASK, "--task", PLAIN_TASK, "--task",
+                              LEAKY_TASK, "--args", "[1]", "--tasks", "6", cwd=HUEYPROJ,
+                              database_url=huey_database_url)  # fmt: skip
     assert code in (0, 1), report
     return by_subject(report)
 
@@ -46,8 +47,7 @@ def test_a_task_on_the_leaking_wrapper_leaks_at_the_projects_line(
     result = checked[LEAKY_TASK]
     assert result["verdict"] == "leak"
     assert result["lost_slots"] >= 2
-    lines = (HUEYPROJ / "hueyproj" / "tasks.py").read_text().splitlines()
-    line = next(i for i, text in enumerate(lines, 1) if "the line a leak site names" in text)
+    line = line_of(HUEYPROJ / "hueyproj" / "tasks.py", "the line a leak site names")
     assert ("hueyproj/tasks.py", line) in {(s["file"], s["line"]) for s in result["leak_sites"]}
 
 

@@ -3,33 +3,18 @@ consumer (process workers) running the leaking task shows the lost slots of its 
 
 from __future__ import annotations
 
-import json
 import os
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import pooldoctor
 
-from .conftest import HUEYPROJ, REDIS, poll, redis_keys
+from ..fleets import forked_sites, line_of, redis_keys, start, stop
+from .conftest import FLEET, HUEYPROJ, REDIS
 
 TASKS = 3
-
-
-def census(env: dict[str, str]) -> dict[str, Any]:
-    proc = pooldoctor("inspect", "--runner", "huey", "--settings", "hueyproj.settings",
-                      "--format", "json", cwd=HUEYPROJ, env=env)  # fmt: skip
-    assert proc.stdout.startswith("{"), proc.stderr
-    return dict(json.loads(proc.stdout))
-
-
-def lost(report: dict[str, Any]) -> int:
-    return sum(p["lost"] for n in report["nodes"] for p in n.get("processes", []))
 
 
 @pytest.fixture(scope="module")
@@ -42,27 +27,16 @@ def consumer(huey_database_url: str, redis_url: str,
     env = {**os.environ, "DATABASE_URL": huey_database_url, "HUEYPROJ_INSTALL": "1",
            "HUEYPROJ_QUEUE": queue, "HUEYPROJ_BROKER": redis_url, "TMPDIR": str(tmp),
            "DJANGO_SETTINGS_MODULE": "hueyproj.settings"}  # fmt: skip
-    log = (tmp / "consumer.log").open("w")
-    proc = subprocess.Popen([sys.executable, "-m", "django", "run_huey", "-k", "process", "-w",
-                             "2", "--no-periodic"], cwd=HUEYPROJ, env=env, stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)  # fmt: skip
-    node = tmp / "pooldoctor-inspect"
+    log = tmp / "consumer.log"
+    proc = start("run_huey", "-k", "process", "-w", "2", "--no-periodic", cwd=HUEYPROJ, env=env,
+                 log=log)  # fmt: skip
     try:
-        started = poll(lambda: list(node.glob("*/node.json")), bool)
-        assert started, (tmp / "consumer.log").read_text()
-        _enqueue(queue, TASKS)
-        report = poll(lambda: census(env), lambda r: lost(r) >= TASKS, deadline=30)
-        yield {"report": report, "proc": proc, "node": node, "queue": queue, "env": env}
+        report = FLEET.live_census(env, log, lambda: _enqueue(queue, TASKS), TASKS)
+        yield {"report": report, "proc": proc, "queue": queue, "env": env}
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGINT)  # the consumer's graceful stop
         try:
-            proc.wait(timeout=15)
+            stop(proc, signal.SIGINT, group=True, timeout=15)  # the consumer's graceful stop
         finally:
-            if proc.poll() is None:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
-            log.close()
             drop_queue(queue)
 
 
@@ -71,7 +45,7 @@ def drop_queue(queue: str) -> None:
     from redis import Redis
 
     with Redis.from_url(REDIS) as client:
-        keys = redis_keys(f"huey.*.{queue}*")
+        keys = redis_keys(REDIS, f"huey.*.{queue}*")
         if keys:
             client.delete(*keys)
 
@@ -89,27 +63,13 @@ def _enqueue(queue: str, count: int) -> None:
 
 
 def test_the_live_census_shows_each_workers_lost_slots(consumer: dict[str, Any]) -> None:
-    report = consumer["report"]
-    assert report["verdict"] == "leak", report["headline"]
-    (node,) = report["nodes"]
-    assert node["node"].startswith(consumer["queue"])
-    assert (node["pool"], node["concurrency"]) == ("process", 2)
-    processes = node["processes"]
-    assert lost(report) >= TASKS
-    assert sum(p["tasks"] for p in processes) == TASKS
-    assert all(not p["main"] for p in processes)  # the forked workers ran them
-    sites = {(s["file"], s["line"]) for p in processes for s in p["leak_sites"]}
-    lines = (HUEYPROJ / "hueyproj" / "tasks.py").read_text().splitlines()
-    line = next(i for i, text in enumerate(lines, 1) if "the line a leak site names" in text)
+    sites = forked_sites(consumer["report"], consumer["queue"], ("process", 2), TASKS)
+    line = line_of(HUEYPROJ / "hueyproj" / "tasks.py", "the line a leak site names")
     assert ("hueyproj/tasks.py", line) in sites
 
 
 def test_a_stopped_consumer_leaves_no_files_and_no_keys(consumer: dict[str, Any]) -> None:
-    proc: subprocess.Popen[bytes] = consumer["proc"]
-    os.killpg(proc.pid, signal.SIGINT)
-    assert proc.wait(timeout=15) == 0
-    node: Path = consumer["node"]
-    assert poll(lambda: list(node.iterdir()), lambda left: not left) == []
-    assert census(consumer["env"])["nodes"] == []
+    assert stop(consumer["proc"], signal.SIGINT, group=True, timeout=15) == 0
+    FLEET.assert_no_node_left(consumer["env"])
     drop_queue(consumer["queue"])
-    assert redis_keys(f"huey.*.{consumer['queue']}*") == []
+    assert redis_keys(REDIS, f"huey.*.{consumer['queue']}*") == set()

@@ -7,7 +7,8 @@ import pytest
 
 from pooldoctor.hosts.huey import file_storage_is_shared
 
-from .conftest import HUEYPROJ, REDIS, Run, simulate
+from ..fleets import Run, line_of
+from .conftest import HUEYPROJ, simulate
 
 TASK = "hueyproj.tasks.count_databases"
 PLAIN = "hueyproj.tasks.count_databases_plain"
@@ -36,7 +37,7 @@ def embedded(huey_database_url: str) -> Run:
 
 def test_the_default_path_is_clean_on_thread_workers(threads: Run) -> None:
     result = threads.result(TASK)
-    assert result["verdict"] == "clean", threads.proc.stdout
+    assert result["verdict"] == "clean", threads.stdout
     assert sum(w["tasks"] for w in result["workers"]) == 6
     runner = threads.report["runner"]
     assert (runner["name"], runner["pool"], runner["forks"]) == ("huey", "thread", False)
@@ -55,8 +56,7 @@ def test_the_leaking_wrapper_is_caught_with_its_line(threads: Run) -> None:
     result = threads.result(WRAPPER)
     assert result["verdict"] == "leak"
     assert sum(w["lost"] for w in result["workers"]) >= 2
-    lines = (HUEYPROJ / "hueyproj" / "wrappers.py").read_text().splitlines()
-    line = next(i for i, text in enumerate(lines, 1) if "return await async_func" in text)
+    line = line_of(HUEYPROJ / "hueyproj" / "wrappers.py", "return await async_func")
     sites = [(s["file"], s["line"]) for w in result["workers"] for s in w["leak_sites"]]
     assert ("hueyproj/wrappers.py", line) in sites
 
@@ -80,22 +80,20 @@ def test_a_parent_warmed_before_the_fork_is_unsafe_and_the_fix_is_proven(prefork
 
 def test_the_embedded_broker_is_hueys_file_storage(embedded: Run) -> None:
     if not file_storage_is_shared():  # an older Huey: refused, in one line
-        assert embedded.proc.returncode == 2
-        assert "--broker embedded: Huey" in embedded.proc.stderr
-        assert "--broker redis://127.0.0.1:6379/N" in embedded.proc.stderr
+        assert embedded.code == 2
+        assert "--broker embedded: Huey" in embedded.stderr
+        assert "--broker redis://127.0.0.1:6379/N" in embedded.stderr
         return
     result = embedded.result(TASK)
     assert embedded.report["runner"]["broker"] == "embedded"
-    assert result["verdict"] == "clean", embedded.proc.stdout
+    assert result["verdict"] == "clean", embedded.stdout
     assert sum(w["tasks"] for w in result["workers"]) == 6
 
 
 @pytest.mark.parametrize("run", ["threads", "prefork", "embedded"])
 def test_nothing_is_left_behind(run: str, request: pytest.FixtureRequest) -> None:
     done: Run = request.getfixturevalue(run)
-    assert done.pids_left == set()
-    assert done.sessions_left == []
-    assert done.keys_left == [], f"keys of the run left in {REDIS}"
+    done.assert_nothing_left()
 
 
 @pytest.mark.parametrize(
@@ -108,6 +106,6 @@ def test_nothing_is_left_behind(run: str, request: pytest.FixtureRequest) -> Non
 def test_a_broker_huey_cannot_use_is_one_line(huey_database_url: str, broker: str, code: int,
                                               said: str) -> None:  # fmt: skip
     run = simulate(huey_database_url, "--broker", broker, "--task", TASK)
-    assert run.proc.returncode == code
-    assert said in run.proc.stderr
-    assert "Traceback" not in run.proc.stderr
+    assert run.code == code
+    assert said in run.stderr
+    assert "Traceback" not in run.stderr

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from .conftest import Run, simulate
+from ..fleets import Run
+from .conftest import simulate
 
 SMALL = ("--workers", "2", "--tasks", "6", "--task-timeout", "3")
 
@@ -101,6 +102,4 @@ def test_a_run_leaves_no_process_session_or_redis_key(
 ) -> None:
     finished: Run = request.getfixturevalue(run)
     assert finished.workers_seen, "no worker process of the run was seen"
-    assert finished.workers_left == frozenset()
-    assert finished.sessions_left == frozenset()
-    assert finished.keys_made == frozenset(), sorted(finished.keys_made)
+    finished.assert_nothing_left()

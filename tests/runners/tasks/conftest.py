@@ -6,9 +6,8 @@ import json
 import os
 import subprocess
 import sys
-import time
-from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
@@ -22,8 +21,6 @@ SYNC, LEAKY, FIXED = (
 )
 TABLE = "django_tasks_database_dbtaskresult"
 DEADLINE = 30.0
-POLL = 0.05
-T = TypeVar("T")
 
 try:  # in the test extra: a missing one is a broken environment, never a skipped test
     import django_tasks_db  # noqa: F401
@@ -78,15 +75,3 @@ def site_lines(result: dict[str, Any], kind: str = "lost") -> set[tuple[str, int
     return {(s["file"], s["line"]) for s in found} | {
         (f["file"], f["line"]) for s in found for f in s.get("stack", []) if f.get("file")
     }
-
-
-def poll(probe: Callable[[], T], done: Callable[[T], bool], what: str) -> T:
-    """``probe()`` until ``done`` says so; fails with ``what`` past the deadline."""
-    end = time.monotonic() + DEADLINE
-    value = probe()
-    while not done(value):
-        if time.monotonic() > end:
-            pytest.fail(f"{what} within {DEADLINE:g} s (last: {value!r})")
-        time.sleep(POLL)
-        value = probe()
-    return value

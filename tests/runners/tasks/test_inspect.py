@@ -4,10 +4,8 @@ leaking async task, one the sync task, through the project's DatabaseBackend."""
 
 from __future__ import annotations
 
-import contextlib
+import functools
 import json
-import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -20,12 +18,13 @@ from conftest import pooldoctor, pooldoctor_backends
 
 from pooldoctor.hosts import live
 
+from ..fleets import poll, start, stop
 from .conftest import (
+    DEADLINE,
     SETTINGS,
     TABLE,
     TASKSPROJ,
     THREAD_INSENSITIVE_LINE,
-    poll,
     project_env,
     site_lines,
 )
@@ -48,16 +47,12 @@ class Worker:
         node = self.node()
         return sum(p["tasks"] for p in node["processes"]) if node else 0
 
+    def said(self, what: str) -> str:
+        return f"{what} (log: {self.log.read_text()[-800:]})"
+
     def stop(self) -> int:
         """SIGTERM, as a supervisor stops it (db_worker exits at once when idle)."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=15)
-        finally:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.proc.pid, signal.SIGKILL)  # anything left of its session
-            self.proc.wait()
+        return stop(self.proc, timeout=15)
 
 
 @pytest.fixture(scope="module")
@@ -71,12 +66,8 @@ def workers(tasks_database: str, tmp_path_factory: pytest.TempPathFactory
     try:
         for queue in QUEUES:
             log = tmp / f"{queue}.log"
-            with log.open("wb") as out:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "django", "db_worker", *SETTINGS, "--queue-name",
-                     queue, "--interval", "0.1", "--no-startup-delay"],
-                    cwd=TASKSPROJ, env=env, stdout=out, stderr=subprocess.STDOUT,
-                    start_new_session=True)  # fmt: skip
+            proc = start("db_worker", *SETTINGS, "--queue-name", queue, "--interval", "0.1",
+                         "--no-startup-delay", cwd=TASKSPROJ, env=env, log=log)  # fmt: skip
             started[queue] = Worker(queue, proc, log)
         # The project enqueues them, through its default backend (the DatabaseBackend).
         code = "; ".join(
@@ -86,9 +77,9 @@ def workers(tasks_database: str, tmp_path_factory: pytest.TempPathFactory
                        cwd=TASKSPROJ, env=project_env(tasks_database), check=True,
                        timeout=60)  # fmt: skip
         for worker in started.values():
-            poll(worker.tasks_done, lambda done: done >= TASKS,
-                 f"the {worker.queue} worker did not run {TASKS} tasks (log: "
-                 f"{worker.log.read_text()[-800:]})")  # fmt: skip
+            said = f"the {worker.queue} worker did not run {TASKS} tasks"
+            poll(worker.tasks_done, lambda done: done >= TASKS, DEADLINE,
+                 what=functools.partial(worker.said, said))  # fmt: skip
         yield started
     finally:
         for worker in started.values():
