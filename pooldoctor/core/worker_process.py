@@ -12,10 +12,12 @@ account here, at the child's start.
 from __future__ import annotations
 
 import contextvars
+import dataclasses
 import threading
 from typing import Any
 
-from pooldoctor.core import census
+from pooldoctor.core import census, readonly
+from pooldoctor.core.model import to_dict
 
 
 def task_label(name: str, task_id: str) -> str:
@@ -76,3 +78,29 @@ class WorkerProcess:
             self.ledger.task_finished(label, token if same_thread else None, ok=ok)
         except ValueError:  # another context after all: the end is recorded, the label stays
             self.ledger.task_finished(label, ok=ok)
+
+
+def census_fields(ledger: census.Ledger, pool: Any, process: WorkerProcess | None, token: str,
+                  echoed: tuple[str, int] | None,
+                  error: BaseException | None) -> dict[str, Any]:  # fmt: skip
+    """What a worker process's record says of its connections after a task (a task runner's
+    worker) or a request (a web server's): the census ``judge_fleet`` reads, the reply its
+    first query echoed (``echo.take``), and what the read-only guard refused since the last."""
+    inherited_id = process.inherited_pool_id if process else None
+    rows, lost, held = ledger.snapshot(pool)
+    refused, direct = readonly.take()
+    return {
+        "sqlstate": readonly.sqlstate_of(error),
+        "refused": to_dict(refused),
+        "direct": to_dict(direct),
+        "token": token,
+        "echo": echoed[0] if echoed else None,
+        "backend_pid": echoed[1] if echoed else None,
+        "inherited_pool": inherited_id is not None,
+        "inherited_pool_in_use": pool is not None and id(pool) == inherited_id,
+        "inherited_connections": process.inherited_connections if process else 0,
+        "pool": to_dict(census.pool_stats(pool)),
+        "lost": lost,
+        "held": held,
+        "connections": [dataclasses.asdict(r) for r in rows],  # plain fields: the fast way
+    }

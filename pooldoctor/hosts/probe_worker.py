@@ -27,14 +27,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from pooldoctor.core import census, echo, project, readonly
+from pooldoctor.core import census, echo, project
 from pooldoctor.core.census import django_pool
 from pooldoctor.core.model import to_dict
 from pooldoctor.core.probes import get_mode
 from pooldoctor.core.probes.task import ProbeFailure, make_probe_task, unawaited
 from pooldoctor.core.project_tasks import load_subject_task
 from pooldoctor.core.subjects import decorate, load_wrapper
-from pooldoctor.core.worker_process import WorkerProcess
+from pooldoctor.core.worker_process import WorkerProcess, census_fields
 from pooldoctor.hosts.inprocess.runner import EXHAUSTION_GRACE, WATCH_INTERVAL
 
 TIMELINE_SPANS = 2000
@@ -223,14 +223,9 @@ class ProbeWorker:
         echoed = echo.take(task_id)
         census.collect_garbage()
         pool = django_pool(self.alias)
-        process = state.process
-        inherited_id = process.inherited_pool_id if process else None
-        rows, lost, held = self.ledger.snapshot(pool)
-        # Process-wide: in a threads pool a refusal may be recorded with a neighbour task's
-        # census (the subject, which PD206 names, is the same).
-        refused, direct = readonly.take()
         opened = self.ledger.opened - state.opened_before
         state.opened_before = self.ledger.opened
+        fields = census_fields(self.ledger, pool, state.process, task_id, echoed, error)
         record = {
             "task_id": task_id,
             "pid": os.getpid(),
@@ -238,21 +233,9 @@ class ProbeWorker:
             "ok": error is None,
             "error": None if error is None else f"{type(error).__name__}: {error}",
             "expected_error": isinstance(error, ProbeFailure),
-            "sqlstate": readonly.sqlstate_of(error),
-            "refused": to_dict(refused),
-            "direct": to_dict(direct),
             "seconds": round(seconds or 0.0, 4),
-            "token": task_id,
-            "echo": echoed[0] if echoed else None,
-            "backend_pid": echoed[1] if echoed else None,
             "opened": opened,
-            "inherited_pool": inherited_id is not None,
-            "inherited_pool_in_use": pool is not None and id(pool) == inherited_id,
-            "inherited_connections": process.inherited_connections if process else 0,
-            "pool": to_dict(census.pool_stats(pool)),
-            "lost": lost,
-            "held": held,
-            "connections": [to_dict(r) for r in rows],
+            **fields,
             # A threads pool's threads each keep a connection: not a leak (verdict.judge).
             "task_threads": self.spec.get("task_threads", 1),
             **extra,

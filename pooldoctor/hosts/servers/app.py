@@ -21,7 +21,6 @@ request's connection, request_finished; its URL resolution replaced by the query
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import importlib.util
 import json
@@ -32,10 +31,10 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from pooldoctor.core import census, echo, project, readonly
+from pooldoctor.core import census, echo, project
 from pooldoctor.core.census import django_pool
 from pooldoctor.core.model import to_dict
-from pooldoctor.core.worker_process import WorkerProcess
+from pooldoctor.core.worker_process import WorkerProcess, census_fields
 from pooldoctor.hosts.servers import CENSUS_PATH, ECHO_PATH, ENV, MASTER_ENV, TOKEN_HEADER
 
 SPEC: dict[str, Any] = json.loads(Path(os.environ[ENV]).read_text())
@@ -110,10 +109,6 @@ def _record(token: str, status: int | None, error: BaseException | None, seconds
     # costs more than a request, and the ledger counts a connection that a dead thread still
     # holds as lost whether or not the collector has finalized it yet.
     pool = django_pool(ALIAS)
-    process = STATE.process
-    inherited_id = process.inherited_pool_id if process else None
-    rows, lost, held = LEDGER.snapshot(pool)
-    refused, direct = readonly.take()
     opened = LEDGER.opened - STATE.opened_before
     STATE.opened_before = LEDGER.opened
     failed = error is not None or status is None or status >= 400
@@ -121,6 +116,8 @@ def _record(token: str, status: int | None, error: BaseException | None, seconds
         described: str | None = f"{type(error).__name__}: {error}"
     else:
         described = f"HTTP {status}" if failed else None
+    fields = census_fields(LEDGER, pool, STATE.process, token, echoed, error)
+    lost, held = fields["lost"], fields["held"]
     record = {
         "task_id": token,
         "pid": os.getpid(),
@@ -128,21 +125,9 @@ def _record(token: str, status: int | None, error: BaseException | None, seconds
         "ok": not failed,
         "error": described,
         "expected_error": False,
-        "sqlstate": readonly.sqlstate_of(error),
-        "refused": to_dict(refused),
-        "direct": to_dict(direct),
         "seconds": round(seconds, 4),
-        "token": token,
-        "echo": echoed[0] if echoed else None,
-        "backend_pid": echoed[1] if echoed else None,
         "opened": opened,
-        "inherited_pool": inherited_id is not None,
-        "inherited_pool_in_use": pool is not None and id(pool) == inherited_id,
-        "inherited_connections": process.inherited_connections if process else 0,
-        "pool": to_dict(census.pool_stats(pool)),
-        "lost": lost,
-        "held": held,
-        "connections": [dataclasses.asdict(r) for r in rows],  # plain fields: the fast way
+        **fields,
         "state": f"HTTP {status}" if status is not None else "no response",
     }
     STATE.index += 1
