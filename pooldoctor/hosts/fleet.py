@@ -201,14 +201,9 @@ def run_runner_fleet(host: RunnerHost, project: ProjectSpec, subject: Subject,
             lifeline.on_removal(directory, [sys.executable, "-m", "pooldoctor.hosts.fleet",
                                             "purge", str(directory / "spec.json")])  # fmt: skip
         proc, log = start_worker(host.worker_command(spec), project, directory, host.env(spec))
-        detail = None
         try:
-            ready = wait_ready(proc, directory)
-            host.enqueue(spec, sent, subject)
-            detail = collect(proc, directory, len(sent), options.task_timeout * len(sent),
-                             options.task_timeout + SILENCE_MARGIN, progress)  # fmt: skip
-        except FleetError as exc:
-            ready, detail = {}, str(exc)
+            ready, detail = feed(proc, directory, len(sent), options, progress,
+                                 lambda ready: host.enqueue(spec, sent, subject))  # fmt: skip
         finally:
             output = finish_worker(proc, log, directory)
             if host.purges(spec):
@@ -222,6 +217,22 @@ def run_runner_fleet(host: RunnerHost, project: ProjectSpec, subject: Subject,
 
 class FleetError(Exception):
     pass
+
+
+def feed(proc: subprocess.Popen[bytes], directory: Path, tasks: int, options: FleetOptions,
+         progress: Progress | None,
+         send: Callable[[dict[str, Any]], None]) -> tuple[dict[str, Any], str | None]:  # fmt: skip
+    """Wait for the worker to be ready, ``send`` it the tasks, wait for their records: what the
+    worker said when ready, and why the run stopped early (None: every record came)."""
+    try:
+        ready = wait_ready(proc, directory)
+        send(ready)
+        # A hung task is reported by the worker's own watchdog after task_timeout; silence well
+        # beyond that means the worker itself is stuck.
+        return ready, collect(proc, directory, tasks, options.task_timeout * tasks,
+                              options.task_timeout + SILENCE_MARGIN, progress)  # fmt: skip
+    except FleetError as exc:
+        return {}, str(exc)
 
 
 def wait_ready(proc: subprocess.Popen[bytes], directory: Path) -> dict[str, Any]:

@@ -28,19 +28,16 @@ from pooldoctor.core.project import ProjectSpec
 from pooldoctor.core.subjects import Subject
 from pooldoctor.hosts.fleet import (
     POLL,
-    SILENCE_MARGIN,
-    FleetError,
     FleetOptions,
     FleetRecords,
     Progress,
     base_spec,
-    collect,
+    feed,
     finish_worker,
     gather,
     make_run_directory,
     start_worker,
     tasks_to_send,
-    wait_ready,
 )
 
 # Celery's own words when a prefork child dies (celery/concurrency/asynpool.py).
@@ -113,16 +110,11 @@ def _run_fleet(project: ProjectSpec, subject: Subject, options: FleetOptions, ru
          "--hostname", f"{queue_name}@%h", "--queues", queue_name],
         project, directory,
     )  # fmt: skip
-    detail = None
     try:
-        ready = wait_ready(proc, directory)
-        _send(conf, ready["task"], sent, queue_name, subject)
-        # A hung task is reported by the worker's own watchdog after task_timeout; silence well
-        # beyond that means the worker itself is stuck.
-        detail = collect(proc, directory, len(sent), options.task_timeout * len(sent),
-                         options.task_timeout + SILENCE_MARGIN, progress)  # fmt: skip
-    except FleetError as exc:
-        ready, detail = {}, str(exc)
+        ready, detail = feed(
+            proc, directory, len(sent), options, progress,
+            lambda ready: _send(conf, ready["task"], sent, queue_name, subject),
+        )  # fmt: skip
     finally:
         output = finish_worker(proc, log, directory)
         purge_queue(conf)
