@@ -47,8 +47,13 @@ def test_the_leaking_wrapper_is_caught_with_its_line(default: Run) -> None:
     assert result["verdict"] == "leak", result["summary"]
     assert sum(w["lost"] for w in result["workers"]) >= 2
     # The probe's planned failures came back as the exceptions raised (django-q's worker keeps
-    # only their text): expected, not counted as errors.
-    assert result["failed_tasks"] >= 1 and result["errors"] == {}
+    # only their text): expected, not counted as errors. A worker that got five of the six
+    # tasks runs dry on its fifth: the watchdog's record of that wait is a pool timeout, the one
+    # error allowed, and only then.
+    unexpected = dict(result["errors"])
+    if "exhaustion" in (result["stop_detail"] or ""):
+        assert unexpected.pop("pool timeout", 0) <= 1, result["errors"]
+    assert result["failed_tasks"] >= 1 and unexpected == {}, result["errors"]
     line = line_of(DJANGOQPROJ / "djangoqproj" / "wrappers.py", "return await async_func")
     sites = {(s["file"], s["line"]) for w in result["workers"] for s in w["leak_sites"]}
     assert ("djangoqproj/wrappers.py", line) in sites
