@@ -101,10 +101,14 @@ def run_check(options: CheckOptions, progress: isolation.Progress | None = None)
         )
         descriptions = {m.name: m.summary for m in all_modes()}
         kinds = {"wrapper": "project wrapper", "task": "project task", "url": "project URL"}
+        # Requests are served by up to --concurrency threads at once, each of which may keep a
+        # connection (CONN_MAX_AGE): one per thread is those threads, not a growing leak.
+        served = {s.name for s in subjects if s.web}
+        threads = int((options.web or {}).get("concurrency", 1))
         results = tuple(
             verdict.judge(dataclasses.replace(
                 r, description=descriptions.get(r.subject, kinds.get(r.kind, ""))
-            ))
+            ), task_threads=threads if r.subject in served else 1)
             for r in runs
         )  # fmt: skip
         # Each leaking or pinning wrapper, patched with the closest clean pattern, run once more.
