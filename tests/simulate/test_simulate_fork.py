@@ -76,10 +76,16 @@ def test_each_worker_process_has_its_timeline(warm_parent: Sim) -> None:
         timeline = worker["timeline"]
         assert timeline is not None, worker["pid"]
         assert len(timeline["tasks"]) == worker["tasks"]
-        assert {t["ok"] for t in timeline["tasks"]} <= {True, False}
+        # A task a shared socket hung is recorded by the watchdog while it still runs, and the
+        # fleet may stop before it ends: only such a task is unfinished on the timeline, and
+        # only its checkouts may be still out.
+        running = {t["label"] for t in timeline["tasks"] if t["ok"] is None}
+        assert len(running) <= sum(1 for c in worker["census"] if "did not finish" in
+                                   (c["error"] or "")), timeline["tasks"]  # fmt: skip
         inherited = [s for s in timeline["spans"] if s["inherited"]]
         assert bool(inherited) == (worker["inherited_connections"] > 0), worker["summary"]
-        assert all(s["end"] == "returned" for s in timeline["spans"]), timeline["spans"]
+        assert all(s["end"] == "returned" for s in timeline["spans"] if s["task"] not in running), (
+            timeline["spans"])  # fmt: skip
 
 
 def test_warm_parent_with_the_projects_handler(warm_parent_discarding: Sim) -> None:
