@@ -20,7 +20,11 @@ def test_a_query_at_import_under_preload_crosses_replies(gunicorn_query_at_impor
     assert echo["verdict"] == "unsafe", run
     assert echo["crossed_replies"] > 0, run
     assert echo["shared_backends"], "no backend answered two worker processes"
-    assert len(echo["workers"]) == 4, echo["workers"]
+    # a worker whose only reply another worker read hangs and records nothing (seen once in CI):
+    #   the workers listed are those that answered, and a missing one left a request unanswered
+    assert 2 <= len(echo["workers"]) <= 4, echo["workers"]
+    if len(echo["workers"]) < 4:
+        assert echo["tasks_lost"] > 0 or echo["stop_detail"], run
     assert any(w["inherited_pool"] for w in echo["workers"])
     assert run.codes() >= SHARING, run.codes()
     assert report["headline"].startswith("UNSAFE: the server's worker processes"), run
