@@ -34,6 +34,16 @@ TASKS = 3
 QUEUES = {"leaky": "count_databases_async", "clean": "count_databases"}
 
 
+def interrupted_poll(code: int, log: str) -> bool:
+    """django-tasks-db's own exit on a SIGTERM that lands in its poll query (seen in CI):
+    ``db_worker`` raises ``SystemExit(0)`` from its signal handler, the ``retry()`` around
+    ``get_locked()`` catches it (it catches ``BaseException``) and queries again on the interrupted
+    connection, and the worker exits 1 on psycopg's error. Its atexit clean-up runs all the same:
+    the files and sessions checked below are the test."""
+    return code == 1 and "shutting down gracefully" in log and (
+        "another command is already in progress" in log)  # fmt: skip
+
+
 class Worker:
     def __init__(self, queue: str, proc: subprocess.Popen[bytes], log: Path) -> None:
         self.queue, self.proc, self.log = queue, proc, log
@@ -113,7 +123,11 @@ def test_inspect_shows_the_leaking_workers_lost_slots_and_the_clean_one(
     (process,) = leaky["processes"]
     # db_worker runs the task in its main process: one lost slot per run of the async task.
     assert process["pid"] == workers["leaky"].proc.pid and process["main"] is True
-    assert (process["tasks"], process["failed_tasks"], process["lost"]) == (TASKS, 0, TASKS)
+    assert (process["tasks"], process["failed_tasks"]) == (TASKS, 0)
+    # asgiref closes async_to_sync's loop without waiting for its default executor's thread: the
+    #   last task's thread may still be ending when its snapshot is written (held until the next
+    #   task's; seen once in ~100 runs), every earlier one has ended
+    assert process["lost"] + process["held"] == TASKS and process["lost"] >= TASKS - 1, process
     assert ("tasksproj/tasks.py", THREAD_INSENSITIVE_LINE) in site_lines(process)
     (process,) = clean["processes"]
     assert (process["tasks"], process["lost"], process["held"]) == (TASKS, 0, 0)
@@ -126,7 +140,9 @@ def test_stopped_workers_leave_no_files_and_no_sessions(
     directories = [live.node_directory(name) for name in census["names"].values()]
     assert all(d.parent == live.snapshot_root() and d.is_dir() for d in directories)
     for worker in workers.values():
-        assert worker.stop() == 0  # a graceful exit: its atexit clean-up ran
+        code = worker.stop()
+        assert code == 0 or interrupted_poll(code, worker.log.read_text()), worker.said(
+            f"the {worker.queue} worker exited with {code}")  # fmt: skip
     assert [d for d in directories if d.exists()] == []
     assert all(w.node() is None for w in workers.values())
     assert pooldoctor_backends(tasks_database, this_database=True) == []
