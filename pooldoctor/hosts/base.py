@@ -29,6 +29,8 @@ import abc
 import contextlib
 import dataclasses
 import json
+import re
+import time
 from collections.abc import Callable, Mapping, Sequence
 from importlib import metadata
 from pathlib import Path
@@ -41,6 +43,34 @@ from pooldoctor.errors import PooldoctorError, UsageError
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 REDIS_TIP = "pass --broker redis://127.0.0.1:6379/N (a database number of its own)"
 REDIS_TIMEOUT = 3.0
+REDIS_PURGE_LIMIT = 5.0
+
+
+def delete_redis_keys(url: str, patterns: Sequence[str]) -> int:
+    """Delete the keys matching ``patterns`` (Redis glob patterns) on ``url``: what a run put on
+    the user's Redis. Never raises and bounded in time: it runs at the end of every run, in the
+    janitor and in a dying worker. How many keys went."""
+    with contextlib.suppress(Exception):
+        import redis
+
+        # Any: redis-py 5 types sync and asyncio replies as one union.
+        client: Any = redis.Redis.from_url(url, socket_connect_timeout=REDIS_TIMEOUT,
+                                           socket_timeout=REDIS_TIMEOUT)  # fmt: skip
+        with contextlib.closing(client):
+            deadline = time.monotonic() + REDIS_PURGE_LIMIT
+            keys = []
+            for pattern in patterns:
+                for key in client.scan_iter(match=pattern, count=500):
+                    keys.append(key)
+                    if time.monotonic() > deadline:
+                        break
+            return int(client.delete(*keys)) if keys else 0
+    return 0
+
+
+def glob_escape(text: str) -> str:
+    """``text`` matched literally in a Redis glob pattern."""
+    return re.sub(r"([\[\]*?\\])", r"\\\1", text)
 
 
 @dataclasses.dataclass(frozen=True)

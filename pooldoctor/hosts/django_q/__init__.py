@@ -34,10 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from pooldoctor.errors import PooldoctorError, UsageError
-from pooldoctor.hosts.base import HostFacts, RunnerHost
+from pooldoctor.hosts.base import HostFacts, RunnerHost, delete_redis_keys, glob_escape
 
-BROKER_TIMEOUT = 3.0
-PURGE_LIMIT = 5.0
 SEND_TIMEOUT = 30.0
 SEND_FILE = "django-q-send.json"
 """The tasks to send, written by :meth:`DjangoQHost.enqueue` for the cluster's main process."""
@@ -180,25 +178,22 @@ def too_old() -> str | None:
 def purge_keys(broker: str, queue: str) -> int:
     """Delete the run's keys (its queue ``django_q:<queue>:q``, the cluster's stats
     ``django_q:<queue>:cluster:*``); never raises, bounded in time. How many went."""
-    from redis import Redis
-
-    with contextlib.suppress(Exception):
-        # Any: redis-py 5 types sync and asyncio replies as one union.
-        client: Any = Redis.from_url(broker, socket_connect_timeout=BROKER_TIMEOUT,
-                                     socket_timeout=BROKER_TIMEOUT)  # fmt: skip
-        with contextlib.closing(client):
-            deadline = time.monotonic() + PURGE_LIMIT
-            keys = []
-            for key in client.scan_iter(match=f"django_q:{_glob_escape(queue)}:*", count=500):
-                keys.append(key)
-                if time.monotonic() > deadline:
-                    break
-            return int(client.delete(*keys)) if keys else 0
-    return 0
+    return delete_redis_keys(broker, [f"django_q:{glob_escape(queue)}:*"])
 
 
-def _glob_escape(text: str) -> str:
-    return re.sub(r"([\[\]*?\\])", r"\\\1", text)
+def first_receiver(signal: Any) -> None:
+    """Move the receiver connected last to the front (Django calls them in order): a worker is
+    seen as forked, and a task labelled, before the project's receivers run."""
+    with signal.lock:
+        signal.receivers.insert(0, signal.receivers.pop())
+        signal.sender_receivers_cache.clear()
+
+
+def task_label(func: Any, task: Mapping[str, Any]) -> str:
+    """A django-q task's function as its worker names it: the dotted path it was sent as."""
+    from django_q.utils import get_func_repr
+
+    return task["func"] if isinstance(task["func"], str) else str(get_func_repr(func))
 
 
 def _source(module: str) -> str:

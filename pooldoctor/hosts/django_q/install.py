@@ -24,6 +24,7 @@ import functools
 import socket
 from typing import Any
 
+from pooldoctor.hosts.django_q import first_receiver, task_label
 from pooldoctor.hosts.live import TIMELINE, Installation
 
 RUNNER = "django-q"
@@ -42,8 +43,6 @@ def install(*, alias: str = "default", tracking: bool = True, timeline: int = TI
     if not hasattr(signals, "post_execute_in_worker"):
         raise RuntimeError("pooldoctor.django_q.install() needs django-q2 >= 1.10 (its "
                            "post_execute_in_worker signal)")  # fmt: skip
-    from django_q.utils import get_func_repr
-
     inst = Installation(alias, tracking, timeline)
     _INSTALLED.append(inst)
     spawn_cluster, stop = cluster.Sentinel.spawn_cluster, cluster.Sentinel.stop
@@ -72,22 +71,13 @@ def install(*, alias: str = "default", tracking: bool = True, timeline: int = TI
             inst.start_process(forked=True)
 
     def started(sender: Any, func: Any = None, task: Any = None, **kwargs: Any) -> None:
-        name = task["func"] if isinstance(task["func"], str) else get_func_repr(func)
-        inst.task_started(str(task["id"]), str(name))
+        inst.task_started(str(task["id"]), task_label(func, task))
 
     def finished(sender: Any, func: Any = None, task: Any = None, **kwargs: Any) -> None:
         inst.task_finished(str(task["id"]), "SUCCESS" if task.get("success") else "FAILURE")
 
     signals.post_spawn.connect(spawned, weak=False, dispatch_uid="pooldoctor.census")
-    _first(signals.post_spawn)
+    first_receiver(signals.post_spawn)
     signals.pre_execute.connect(started, weak=False, dispatch_uid="pooldoctor.census")
-    _first(signals.pre_execute)
+    first_receiver(signals.pre_execute)
     signals.post_execute_in_worker.connect(finished, weak=False, dispatch_uid="pooldoctor.census")
-
-
-def _first(signal: Any) -> None:
-    """The receiver connected last goes first (Django calls them in order): a worker is seen as
-    forked, and a task labelled, before the project's receivers run."""
-    with signal.lock:
-        signal.receivers.insert(0, signal.receivers.pop())
-        signal.sender_receivers_cache.clear()

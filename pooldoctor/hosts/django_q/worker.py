@@ -32,7 +32,9 @@ from pooldoctor.hosts.django_q import (
     SEND_FILE,
     SENT_FILE,
     DjangoQHost,
+    first_receiver,
     purge_keys,
+    task_label,
 )
 from pooldoctor.hosts.fleet import READY_TIMEOUT
 from pooldoctor.hosts.probe_worker import PROBE_NAME, ProbeWorker, replace
@@ -63,13 +65,6 @@ def configure_cluster() -> None:
     if "django_q" not in settings.INSTALLED_APPS:
         raise SystemExit("pooldoctor: the project's INSTALLED_APPS has no django_q: simulate "
                          "runs django-q's qcluster command")  # fmt: skip
-
-
-def first(signal: Any) -> None:
-    """Move the receiver connected last to the front (Django calls them in order)."""
-    with signal.lock:
-        signal.receivers.insert(0, signal.receivers.pop())
-        signal.sender_receivers_cache.clear()
 
 
 def error_of(task: dict[str, Any]) -> BaseException | None:
@@ -124,7 +119,6 @@ def main() -> None:
     W.setup()
     from django.core.management import call_command
     from django_q import monitor, signals
-    from django_q.utils import get_func_repr
 
     from pooldoctor.hosts.django_q import probe
 
@@ -144,8 +138,8 @@ def main() -> None:
             W.discard_inherited_pool()  # what FIX_CODE's receiver does, in the same signal
 
     def started(sender: Any, func: Any = None, task: Any = None, **kwargs: Any) -> None:
-        name = task["func"] if isinstance(task["func"], str) else get_func_repr(func)
-        W.task_started(task["id"], PROBE_NAME if name == PROBE_PATH else str(name))
+        name = task_label(func, task)
+        W.task_started(task["id"], PROBE_NAME if name == PROBE_PATH else name)
 
     def finished(sender: Any, func: Any = None, task: Any = None, **kwargs: Any) -> None:
         error = error_of(task)
@@ -156,9 +150,9 @@ def main() -> None:
     # First: the census sees the worker as forked, and labels the task, before the project's
     # receivers; last: the record after everything of the project's for the task.
     signals.post_spawn.connect(spawned, weak=False, dispatch_uid="pooldoctor")
-    first(signals.post_spawn)
+    first_receiver(signals.post_spawn)
     signals.pre_execute.connect(started, weak=False, dispatch_uid="pooldoctor")
-    first(signals.pre_execute)
+    first_receiver(signals.pre_execute)
     signals.post_execute_in_worker.connect(finished, weak=False, dispatch_uid="pooldoctor")
     if SPEC["warm_parent"]:
         W.warm_parent()  # start-up code that queried: AppConfig.ready(), a module import

@@ -10,10 +10,9 @@ that a middleware that sends messages (Retries, Callbacks) never reaches the pro
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
-PURGE_TIMEOUT = 3.0
+from pooldoctor.hosts.base import delete_redis_keys, glob_escape
 
 
 class _Done:
@@ -80,14 +79,4 @@ def _start_event_loop(broker: Any) -> None:
 def purge(url: str, namespace: str) -> None:
     """Delete every key of the run's namespace (its queue, delay and dead-letter queues, their
     message hashes, acks and heartbeats); never raises, bounded in time."""
-    with contextlib.suppress(Exception):
-        import redis
-
-        client = redis.Redis.from_url(url, socket_connect_timeout=PURGE_TIMEOUT,
-                                      socket_timeout=PURGE_TIMEOUT)  # fmt: skip
-        try:
-            keys = list(client.scan_iter(match=f"{namespace}:*", count=500))
-            if keys:
-                client.delete(*keys)
-        finally:
-            client.close()
+    delete_redis_keys(url, [f"{glob_escape(namespace)}:*"])

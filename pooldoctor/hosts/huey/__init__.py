@@ -25,9 +25,8 @@ from pathlib import Path
 from typing import Any
 
 from pooldoctor.errors import UsageError
-from pooldoctor.hosts.base import HostFacts, RunnerHost
+from pooldoctor.hosts.base import HostFacts, RunnerHost, delete_redis_keys
 
-PURGE_TIMEOUT = 3.0
 EMBEDDED = "embedded"
 FIX_CODE = """\
 from django.db import connections
@@ -236,16 +235,8 @@ def purge_keys(conf: Mapping[str, Any]) -> None:
     """Never raises, bounded in time: it runs at the end of every run and in a dying worker."""
     if "url" not in conf:
         return
-    from redis import Redis
-
-    with contextlib.suppress(Exception):
-        client = Redis.from_url(conf["url"], socket_connect_timeout=PURGE_TIMEOUT,
-                                socket_timeout=PURGE_TIMEOUT)  # fmt: skip
-        with contextlib.closing(client):
-            for pattern in run_keys(conf):
-                keys = list(client.scan_iter(match=pattern, count=500))
-                if keys:
-                    client.delete(*keys)
+    with contextlib.suppress(Exception):  # the key patterns come from the installed Huey
+        delete_redis_keys(conf["url"], run_keys(conf))
 
 
 def django_integration() -> str:
