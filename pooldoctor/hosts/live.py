@@ -206,7 +206,9 @@ class Installation:
         if self.hostname is None or self.error is not None:
             return
         path = node_directory(self.hostname) / f"{os.getpid()}.json"
-        tmp = path.with_name(f".{path.stem}.tmp")
+        # A tmp file per thread: a threads pool's threads finish tasks at once, and one's
+        # os.replace would take the file another is writing (seen in CI as ENOENT).
+        tmp = path.with_name(f".{path.stem}.{threading.get_ident()}.tmp")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp.write_text(json.dumps(self.snapshot(), sort_keys=True))
